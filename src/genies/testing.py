@@ -1,0 +1,76 @@
+"""Test helpers for genies and its plug-ins: tiny random models that run anywhere in milliseconds.
+
+``make_tiny_llama(dir)`` writes a randomly initialised LLaMA-architecture causal LM (with grouped-query
+attention) and a byte-level BPE tokenizer to a local HF folder, fully offline. Numbers from such a
+model mean nothing; it exists to test code paths (batching, padding, caching, resume) quickly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_CORPUS = [
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.",
+    "### Instruction:\n### Response:\n",
+    "The quick brown fox jumps over the lazy dog. 0123456789",
+    "What is the capital of France? Paris is the capital of France.",
+    "def add(a, b):\n    return a + b\n",
+    "History, mathematics, cooking, code and Spanish: hola, ¿qué tal?",
+]
+EOS = "<|endoftext|>"
+
+
+def make_tiny_tokenizer(directory: str | Path, vocab_size: int = 384):
+    """Train a small byte-level BPE tokenizer (no unknown tokens) and save it to ``directory``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, model_max_length=512)
+    fast.save_pretrained(str(directory))
+    return fast
+
+
+def make_tiny_llama(
+    directory: str | Path,
+    *,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny random LLaMA causal LM + tokenizer to ``directory`` (safetensors) and return it."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tok = make_tiny_tokenizer(directory)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        max_position_embeddings=512,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # larger logits than the default init, so scores differ clearly between texts
+        model.lm_head.weight.mul_(20.0)
+    model.save_pretrained(str(directory), safe_serialization=True)
+    return directory
