@@ -21,8 +21,9 @@ def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
 
 
 def models_dir() -> Path:
-    """Converted model folders (GGUF → safetensors) live here."""
-    return cache_dir() / "models"
+    """Converted model folders (GGUF → safetensors): ``$GENIES_MODELS_DIR`` or cache_dir()/models."""
+    env = os.environ.get("GENIES_MODELS_DIR")
+    return Path(env).expanduser() if env else cache_dir() / "models"
 
 
 def store_dir(override: str | os.PathLike[str] | None = None) -> Path:

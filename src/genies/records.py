@@ -1,0 +1,113 @@
+"""Typed, documented JSON records that genies stores and writes (schema versioned).
+
+* ``EvaluationRecord`` — one intervention state evaluated on one distribution split; the unit of the
+  result store. Per-pair p(correct) and pair ids are kept so every metric can be recomputed.
+* ``ShiftResult`` / ``SuiteResult`` — one row per distribution shift, as written to
+  ``<out>/<suite>.json`` by ``genies run`` (the CSV has the 11 upstream columns only).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pydantic
+
+SCHEMA_VERSION = 1
+# Bumped whenever a change to scoring could change a number; part of every cache key.
+SCORING_VERSION = "1"
+
+#: The exact upstream CSV columns, in order (published-results.md).
+UPSTREAM_CSV_COLUMNS: tuple[str, ...] = (
+    "source",
+    "target",
+    "target_reference",
+    "generalization_accuracy",
+    "baseline_accuracy",
+    "baseline_intervention",
+    "target_tuned_capability",
+    "target_tuned_capability_intervention",
+    "source_ID_accuracy",
+    "RMS_calibration_error",
+    "differential_elicitation",
+)
+
+
+class _Model(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+
+class EvaluationRecord(_Model):
+    """One evaluation: an intervention (trained on ``train_distribution``) scored on a split.
+
+    ``metrics`` keys (all floats, NaN allowed): ``accuracy`` (ties count half), ``accuracy_upstream``
+    (ties count as correct), ``tie_rate``, ``brier_score``, ``average_probability``,
+    ``rms_calibration_error`` (binned, correct), ``ece``, ``rms_calibration_error_upstream``.
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    kind: Literal["evaluation"] = "evaluation"
+    key: str  # content hash of everything that determines the numbers
+    origin: Literal["genies", "upstream"] = "genies"  # upstream = imported paper result (read-only)
+    label: str | None = None  # e.g. the paper's model name for imported records
+    intervention: str
+    config: dict[str, Any] = {}
+    model: dict[str, Any] = {}  # model identity (alias/path + weights hash)
+    train_distribution: str | None = None
+    train_fingerprint: str | None = None
+    eval_distribution: str
+    eval_split: str = "test"
+    eval_fingerprint: str | None = None
+    seed: int | None = None
+    limit: int | None = None
+    scoring_version: str = SCORING_VERSION
+    pair_ids: list[str] = []
+    p_correct: list[float] = []
+    n: int
+    ties: int = 0
+    dropped: int = 0
+    metrics: dict[str, float] = {}
+    info: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+    versions: dict[str, str] = {}
+    created: str = ""
+
+
+class ShiftResult(_Model):
+    """One distribution shift's row: the 11 upstream columns plus typed extras (CIs, categories, keys)."""
+
+    source: str
+    target: str
+    target_reference: str
+    category: str | None = None
+    group: str | None = None
+    generalization_accuracy: float | None = None
+    baseline_accuracy: float | None = None
+    baseline_intervention: str | None = None
+    target_tuned_capability: float | None = None
+    target_tuned_capability_intervention: str | None = None
+    source_ID_accuracy: float | None = None
+    RMS_calibration_error: float | None = None
+    differential_elicitation: float | None = None
+    generalization_accuracy_ci: tuple[float, float] | None = None
+    differential_elicitation_ci: tuple[float, float] | None = None
+    extra_metrics: dict[str, float] = {}
+    evaluation_keys: dict[str, str] = {}  # role → EvaluationRecord.key (generalization, baseline, ttc, source_id)
+
+
+class SuiteResult(_Model):
+    """The full typed output of one ``genies run`` over a suite."""
+
+    schema_version: int = SCHEMA_VERSION
+    kind: Literal["suite_result"] = "suite_result"
+    suite: str
+    intervention: str
+    intervention_config: dict[str, Any] = {}
+    baseline_intervention: str = "zero_shot"
+    ttc: str = "single"  # "single" or "best-of:I1,I2"
+    ttc_interventions: list[str] = []
+    model: dict[str, Any] = {}
+    seed: int = 0
+    limit: int | None = None
+    created: str = ""
+    versions: dict[str, str] = {}
+    rows: list[ShiftResult] = []
