@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from genies.data.schema import Distribution, examples_from_records
-from genies.data.validation import Problem, check_distribution
+from genies.data.validation import Problem, check_distribution, summarize
 from genies.errors import DataError, UnknownNameError, ValidationError
 from genies.paths import data_dir as _data_dir
 
@@ -62,17 +62,13 @@ def distribution_path(
     raise UnknownNameError("distribution", name, ids, hint=hint)
 
 
-def _file_key(path: Path) -> tuple[int, int] | None:
+def file_key(path: Path) -> tuple[int, int] | None:
+    """(size, mtime_ns) of a file, None if absent: cheap change detection for caches."""
     try:
         st = path.stat()
     except OSError:
         return None
     return st.st_size, st.st_mtime_ns
-
-
-def _one_line(problems: list[Problem], what: str) -> str:
-    more = f" (+{len(problems) - 1} more problems)" if len(problems) > 1 else ""
-    return f"{what}: {problems[0]}{more}"
 
 
 @lru_cache(maxsize=128)
@@ -81,7 +77,7 @@ def _load(path: str, train_key: object, test_key: object) -> tuple[Distribution,
     report = check_distribution(Path(path))
     if report.errors:
         raise ValidationError(
-            _one_line(report.errors, f"invalid distribution {report.id!r}"),
+            f"invalid distribution {report.id!r}: {summarize(report.errors)}",
             hint=f"run `genies data validate {path}` for the full list",
         )
     splits = {name: examples_from_records(recs, name, report.id) for name, recs in report.records.items()}
@@ -101,10 +97,10 @@ def load_distribution(
     only fails the distribution-level sanity check (e.g. ``commonsense_qa``), for inspection.
     """
     path = distribution_path(id_or_path, data_dir).resolve()
-    dist, sanity = _load(str(path), _file_key(path / "train.json"), _file_key(path / "test.json"))
+    dist, sanity = _load(str(path), file_key(path / "train.json"), file_key(path / "test.json"))
     if strict and sanity:
         raise ValidationError(
-            _one_line(list(sanity), f"distribution {dist.id!r} is not usable"),
+            f"distribution {dist.id!r} is not usable: {summarize(sanity)}",
             hint=f"inspect it with `genies data show {dist.id}`",
         )
     return dist

@@ -28,8 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from genies.data.loading import ID_PATTERN, IMPORT_HINT, distributions_root, list_distribution_ids
-from genies.data.validation import DistributionReport, check_distribution, read_json
+from genies.data.loading import ID_PATTERN, IMPORT_HINT, distributions_root, file_key, list_distribution_ids
+from genies.data.validation import SPLITS, DistributionReport, check_distribution, read_json, summarize
 from genies.errors import DataError, ValidationError
 from genies.io import atomic_write_json
 from genies.paths import data_dir as _data_dir
@@ -99,15 +99,11 @@ def _file_entry(path: Path) -> dict[str, Any]:
 
 
 def _files_unchanged(folder: Path, files: dict[str, Any]) -> bool:
-    for name in ("train.json", "test.json"):
-        entry = files.get(name)
-        try:
-            st = (folder / name).stat()
-        except OSError:
-            return False
-        if not entry or (entry.get("size"), entry.get("mtime_ns")) != (st.st_size, st.st_mtime_ns):
-            return False
-    return True
+    def recorded(name: str) -> tuple[Any, Any]:
+        entry = files.get(name) or {}
+        return entry.get("size"), entry.get("mtime_ns")
+
+    return all(file_key(folder / f"{split}.json") == recorded(f"{split}.json") for split in SPLITS)
 
 
 def _manifest_entry(folder: Path, info: DistributionInfo) -> dict[str, Any]:
@@ -426,13 +422,7 @@ def _validate_staged(new: Path, label: str, bar: Any) -> list[DistributionInfo]:
         bar.advance(task)
     errors = [p for r in reports for p in r.errors]
     if errors:
-        bad = sum(1 for r in reports if r.errors)
-        more = (
-            f" (+{len(errors) - 1} more problems in {bad} distribution{'s' * (bad > 1)})"
-            if len(errors) > 1
-            else ""
-        )
-        raise ValidationError(f"refusing to import {label}: {errors[0]}{more}")
+        raise ValidationError(f"refusing to import {label}: {summarize(errors)}")
     return [_info(r) for r in reports]
 
 

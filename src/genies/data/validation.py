@@ -52,6 +52,12 @@ class Problem:
         return f"{name}{at}: {self.reason}" if name.endswith(".json") else self.reason
 
 
+def summarize(problems: Sequence[Problem], *, brief: bool = False) -> str:
+    """The first problem and how many more there are, for one-line messages."""
+    first = problems[0].brief() if brief else str(problems[0])
+    return first + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
+
+
 def _kind(value: Any) -> str:
     """JSON's name for a Python value's type, for messages."""
     if value is None:
@@ -230,10 +236,7 @@ class DistributionReport:
     def status(self) -> str:
         """``ok`` or ``invalid: <first reason>`` (with the number of further problems)."""
         bad = self.errors + self.sanity
-        if not bad:
-            return "ok"
-        more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
-        return f"invalid: {bad[0].brief()}{more}"
+        return f"invalid: {summarize(bad, brief=True)}" if bad else "ok"
 
 
 def check_distribution(path: Path, label: str | None = None) -> DistributionReport:
