@@ -163,7 +163,7 @@ class SplitName(str, Enum):
 def show_cmd(
     distribution: str = typer.Argument(..., help="Distribution id (see `genies data list`) or folder path."),
     split: SplitName = typer.Option(SplitName.train, "--split", "-s", help="Which split to show."),
-    n: int = typer.Option(3, "-n", "--num", min=1, help="Number of examples to show (from the start)."),
+    n: int = typer.Option(3, "-n", "--num", min=1, help="Number of examples to show."),
     start: int = typer.Option(0, "--start", min=0, help="Index of the first example to show."),
     as_json: bool = typer.Option(False, "--json", help="Print the examples as JSON."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
