@@ -1,0 +1,171 @@
+"""Pipeline test helpers: toy distributions on disk and two cheap test-only interventions.
+
+``test_length`` scores a pair by the length difference of its responses (no model, no training data:
+it declares ``uses_train_data = False``). ``test_bias`` "trains": it learns the mean length difference
+of the training pairs as a tensor, so its states have safetensors files and depend on the train split.
+Both call the fake model once per ``score_pairs`` so forward passes can be counted, and both count
+their calls so tests can see exactly what was computed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import types
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from genies.api.intervention import Intervention, InterventionConfig, InterventionState, ScoredPairs
+from genies.interventions.registry import register_intervention
+from genies.pipeline.suite import RunOptions, RunOutcome, run_suite
+
+TOY_IDS = ("toy_a", "toy_b", "toy_c", "toy_d", "toy_e")
+TOY_SUITE = [
+    {"source": "toy_a", "target": "toy_b"},
+    {"source": "toy_a", "target": "toy_c", "target_reference": "toy_d"},
+    {"source": "toy_e", "target": "toy_b"},
+]
+
+
+class Counter:
+    calls: ClassVar[int] = 0
+    fits: ClassVar[int] = 0
+    interrupt_after: ClassVar[int | None] = None  # raise KeyboardInterrupt on the call after this many
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.calls = cls.fits = 0
+        cls.interrupt_after = None
+
+    @classmethod
+    def tick(cls, model: Any) -> None:
+        if cls.interrupt_after is not None and cls.calls >= cls.interrupt_after:
+            raise KeyboardInterrupt
+        cls.calls += 1
+        import torch
+
+        model.model(torch.zeros(1, 1))  # one "forward pass", seen by the runner's hook
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+class LengthConfig(InterventionConfig):
+    scale: float = 1.0
+    batch_size: int | None = None  # never changes results (cache_exclude)
+
+
+@register_intervention("test_length")
+class LengthIntervention(Intervention):
+    Config = LengthConfig
+    trains = False
+    uses_train_data = False
+    cache_exclude = frozenset({"batch_size"})
+
+    def fit(self, model, train, config, *, seed):
+        Counter.fits += 1
+        return InterventionState(meta={"intervention": "test_length"})
+
+    def score_pairs(self, model, state, pairs: Sequence, config, *, seed):
+        Counter.tick(model)
+        p = [sigmoid(config.scale * (len(pr.correct) - len(pr.incorrect)) / 7.0) for pr in pairs]
+        return ScoredPairs([pr.id for pr in pairs], np.array(p), info={"forward_passes": 1})
+
+
+class BiasConfig(InterventionConfig):
+    weight: float = 1.0
+
+
+@register_intervention("test_bias")
+class BiasIntervention(Intervention):
+    Config = BiasConfig
+    trains = True
+
+    def fit(self, model, train, config, *, seed):
+        import torch
+
+        Counter.fits += 1
+        assert model is not None, "a training intervention gets the model"
+        pairs = train.to_pairs("one_per_example", seed=seed)
+        bias = float(np.mean([len(p.correct) - len(p.incorrect) for p in pairs])) if pairs else 0.0
+        return InterventionState(
+            meta={"intervention": "test_bias", "n": len(pairs)}, tensors={"bias": torch.tensor([bias])}
+        )
+
+    def score_pairs(self, model, state, pairs: Sequence, config, *, seed):
+        Counter.tick(model)
+        bias = float(state.tensors["bias"][0])
+        p = [sigmoid(config.weight * (len(pr.correct) - len(pr.incorrect) - bias) / 5.0) for pr in pairs]
+        return ScoredPairs([pr.id for pr in pairs], np.array(p))
+
+
+def _toy_records(dist_id: str, split: str, n: int) -> list[dict]:
+    rng = np.random.default_rng([TOY_IDS.index(dist_id), 0 if split == "train" else 1])
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+    out = []
+    for i in range(n):
+        k = 2 + int(rng.integers(0, 2))
+        texts = [" ".join(rng.choice(words, size=int(rng.integers(1, 9)))) + f" #{j}" for j in range(k)]
+        best = int(rng.integers(0, k))
+        out.append(
+            {
+                "prompt": f"{dist_id} {split} question {i}?",
+                "responses": {t: int(j == best) for j, t in enumerate(texts)},
+            }
+        )
+    return out
+
+
+def write_toy_data(data_dir: Path) -> Path:
+    for d in TOY_IDS:
+        folder = data_dir / "distributions" / d
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "train.json").write_text(json.dumps(_toy_records(d, "train", 10)))
+        (folder / "test.json").write_text(json.dumps(_toy_records(d, "test", 8)))
+    return data_dir
+
+
+@dataclass
+class ToyEnv:
+    root: Path
+    data_dir: Path
+    suite: Path
+    store: Path
+    out: Path
+    loads: list[int] = field(default_factory=list)
+
+    def model_loader(self):
+        import torch
+
+        self.loads.append(1)
+        return types.SimpleNamespace(
+            model=torch.nn.Linear(1, 1), identity={"name": "fake"}, device="cpu", dtype="float32"
+        )
+
+    def options(self, **kw: Any) -> RunOptions:
+        base: dict[str, Any] = {
+            "intervention": "test_length",
+            "suite": str(self.suite),
+            "model": "fake",
+            "store": self.store,
+            "out": self.out,
+            "data_dir": self.data_dir,
+            "baseline_intervention": "test_length",
+            "progress": False,
+        }
+        base.update(kw)
+        return RunOptions(**base)
+
+    def run(self, warnings: list[str] | None = None, **kw: Any) -> RunOutcome:
+        warn = (lambda m: warnings.append(m)) if warnings is not None else (lambda m: None)
+        return run_suite(
+            self.options(**kw),
+            warn=warn,
+            model_loader=self.model_loader,
+            model_key={"name": "fake", "weights_sha256": "0" * 8},
+        )
