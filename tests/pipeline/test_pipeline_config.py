@@ -87,9 +87,9 @@ def test_ttc_of_the_main_intervention_inherits_its_config_unless_given():
 
 
 def test_unknown_key_of_a_role_is_an_error_naming_the_role():
-    with pytest.raises(ConfigError, match=r"\[baseline\].*'test_length'.*keys: batch_size, scale"):
+    with pytest.raises(ConfigError, match=r"^baseline config: .*'test_length'.*keys: batch_size, scale"):
         _resolve({"baseline": {"num_shots": 2}})
-    with pytest.raises(ConfigError, match=r"\[intervention\]"):
+    with pytest.raises(ConfigError, match=r"^intervention config: "):
         _resolve({"intervention": {"scale": "big"}})
 
 

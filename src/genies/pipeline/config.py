@@ -181,7 +181,7 @@ def _validated(iv: Intervention, values: Mapping[str, Any], where: str) -> Inter
     try:
         return iv.make_config(dict(values))
     except ConfigError as exc:
-        raise ConfigError(f"[{where}] {exc}") from None
+        raise ConfigError(f"{where} config: {exc.message}", hint=exc.hint) from None
 
 
 def cache_config(iv: Intervention, config: InterventionConfig) -> dict[str, Any]:

@@ -19,8 +19,9 @@ Why it is safe:
   so a truncated or tampered entry is reported (a warning), counted, and recomputed — never used.
 
 Test hook: with ``GENIES_TEST_KILL_AFTER_WRITES=N`` in the environment the process sends itself
-SIGKILL right after its N-th completed store write (an evaluation record or a state). The
-kill-and-resume tests use it to stop a run at a deterministic point; it does nothing otherwise.
+SIGKILL right after its N-th completed store write (an evaluation record or a state);
+``N:INT`` sends SIGINT instead (a deterministic Ctrl-C). The kill-and-resume tests use it to stop a
+run at a known point; it does nothing otherwise.
 """
 
 from __future__ import annotations
@@ -137,9 +138,12 @@ class ResultStore:
     def _wrote(self) -> None:
         """Count a completed write; the kill test hook lives here (see module docstring)."""
         self._writes += 1
-        limit = os.environ.get(KILL_ENV)
-        if limit and limit.isdigit() and self._writes >= int(limit):
-            os.kill(os.getpid(), signal.SIGKILL)
+        hook = os.environ.get(KILL_ENV)
+        if not hook:
+            return
+        count, _, name = hook.partition(":")
+        if count.isdigit() and self._writes == int(count):
+            os.kill(os.getpid(), signal.SIGINT if name.upper() in ("INT", "SIGINT") else signal.SIGKILL)
 
     def _write_json(self, path: Path, obj: Any) -> None:
         try:
