@@ -115,10 +115,20 @@ def test_bad_config_is_config_error(name, values):
     assert "\n" not in str(exc.value)
 
 
-def test_configs_and_cache_config():
+def test_config_defaults_and_fields():
     iv = get_intervention("few_shot")
     cfg = iv.make_config({"num_shots": 2, "batch_size": 8, "scoring": "mean"})
-    assert cfg.num_shots == 2 and cfg.exclude_same_prompt is True
-    assert iv.cache_config(cfg) == {"scoring": "mean", "num_shots": 2, "exclude_same_prompt": True}
+    assert cfg.num_shots == 2 and cfg.exclude_same_prompt is True and cfg.batch_size == 8
+    assert iv.make_config({}).model_dump() == {
+        "scoring": "upstream",
+        "batch_size": None,
+        "num_shots": 4,
+        "exclude_same_prompt": True,
+    }
+    assert get_intervention("zero_shot").make_config({}).model_dump() == {
+        "scoring": "upstream",
+        "batch_size": None,
+    }
+    assert iv.cache_exclude <= set(type(cfg).model_fields)
     with pytest.raises(ConfigError):  # another intervention's config is refused
         iv.fit(None, Split("train", [], "x"), get_intervention("zero_shot").make_config({}), seed=0)

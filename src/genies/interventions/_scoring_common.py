@@ -18,19 +18,18 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pydantic
 
 from genies.api.intervention import Intervention, InterventionConfig, InterventionState, ScoredPairs
 from genies.errors import ConfigError, StoreError
+from genies.models.scoring import ScoringMethod
 
 if TYPE_CHECKING:
     from genies.data.schema import Pair
     from genies.models.loading import LoadedModel
     from genies.models.scoring import Scorer
-
-ScoringMethod = Literal["upstream", "mean", "sum"]
 
 _PROGRESS: ContextVar[bool] = ContextVar("genies_scoring_progress", default=False)
 
@@ -100,11 +99,6 @@ class LogProbIntervention(Intervention):
     trains: ClassVar[bool] = False
     #: Config fields that never change a result and must be left out of cache keys.
     cache_exclude: ClassVar[frozenset[str]] = frozenset({"batch_size"})
-
-    @classmethod
-    def cache_config(cls, config: InterventionConfig) -> dict[str, Any]:
-        """The config as a dict without the fields in ``cache_exclude`` (what a cache key should hash)."""
-        return {k: v for k, v in config.model_dump(mode="json").items() if k not in cls.cache_exclude}
 
     def _config(self, config: InterventionConfig | dict[str, Any] | None) -> Any:
         """Accept this intervention's config (or a plain dict, validated); reject other configs."""
