@@ -25,9 +25,9 @@ from genies.pipeline.suite import RunOptions, RunOutcome, run_suite
 
 TOY_IDS = ("toy_a", "toy_b", "toy_c", "toy_d", "toy_e")
 TOY_SUITE = [
-    {"source": "toy_a", "target": "toy_b"},
-    {"source": "toy_a", "target": "toy_c", "target_reference": "toy_d"},
-    {"source": "toy_e", "target": "toy_b"},
+    {"source": "toy_a", "target": "toy_b", "category": "skill"},
+    {"source": "toy_a", "target": "toy_c", "target_reference": "toy_d", "category": "skill"},
+    {"source": "toy_e", "target": "toy_b", "category": "context"},
 ]
 
 

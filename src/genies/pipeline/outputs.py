@@ -98,6 +98,23 @@ def build_suite_result(
     from genies import metrics
 
     rows: list[ShiftResult] = []
+    # Suites with duplicated rows (all-paper) ask for the same intervals again: compute each once.
+    ci_cache: dict[tuple[str, ...], tuple[float, float] | None] = {}
+    ci_kw = {"n_resamples": ci_resamples, "seed": seed}
+
+    def acc_ci(gen: EvaluationRecord) -> tuple[float, float] | None:
+        if (gen.key,) not in ci_cache:
+            ci_cache[(gen.key,)] = _ci(metrics.bootstrap_accuracy_ci(gen.p_correct, **ci_kw))
+        return ci_cache[(gen.key,)]
+
+    def de_ci(
+        gen: EvaluationRecord, base: EvaluationRecord, tt: EvaluationRecord
+    ) -> tuple[float, float] | None:
+        key = (gen.key, base.key, tt.key)
+        if key not in ci_cache:
+            ci_cache[key] = _ci(metrics.bootstrap_de_ci(gen.p_correct, base.p_correct, tt.p_correct, **ci_kw))
+        return ci_cache[key]
+
     for rp in plan.rows:
         s = rp.shift
         gen, base, src = records[rp.generalization], records[rp.baseline], records[rp.source_id]
@@ -137,7 +154,6 @@ def build_suite_result(
         }
         if ttc.mode == "best-of":
             keys.update({f"ttc.{name}": k for name, k in rp.ttc.items()})
-        ci_kw = {"n_resamples": ci_resamples, "seed": seed}
         rows.append(
             ShiftResult(
                 source=s.source,
@@ -153,10 +169,8 @@ def build_suite_result(
                 source_ID_accuracy=_nan_to_none(_acc(src)),
                 RMS_calibration_error=_nan_to_none(_acc(gen, "rms_calibration_error")),
                 differential_elicitation=_nan_to_none(de),
-                generalization_accuracy_ci=_ci(metrics.bootstrap_accuracy_ci(gen.p_correct, **ci_kw)),
-                differential_elicitation_ci=_ci(
-                    metrics.bootstrap_de_ci(gen.p_correct, base.p_correct, tt.p_correct, **ci_kw)
-                ),
+                generalization_accuracy_ci=acc_ci(gen),
+                differential_elicitation_ci=de_ci(gen, base, tt),
                 extra_metrics=extra,
                 evaluation_keys=keys,
             )

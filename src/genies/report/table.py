@@ -159,12 +159,12 @@ def load_results(paths: Sequence[Path], suite: str | None = None) -> list[Loaded
     return out
 
 
-def attach_paper(loaded: LoadedResult, paper_model: str) -> None:
+def attach_paper(loaded: LoadedResult, paper_model: str, store: str | Path | None = None) -> None:
     """Add the paper's numbers for the same intervention and shifts (imported paper results needed)."""
-    from genies.results.upstream import paper_rows
+    from genies.results import upstream
 
     res = loaded.result
-    rows = paper_rows(paper_model, res.intervention, res.suite)
+    rows = upstream.paper_rows(paper_model, res.intervention, res.suite, store=store)
     for r in rows:
         get = r.get if isinstance(r, dict) else lambda k, _r=r: getattr(_r, k, None)
         loaded.paper[(str(get("source")), str(get("target")))] = {c: _num(get(c)) for c in PAPER_COLUMNS}
@@ -292,6 +292,7 @@ def show(
     suite: str | None = None,
     as_json: bool = False,
     paper_model: str | None = None,
+    store: str | Path | None = None,
     console: Console | None = None,
 ) -> None:
     """``genies results table``: load, optionally attach the paper's numbers, print tables or JSON."""
@@ -300,7 +301,7 @@ def show(
     loaded = load_results(paths, suite)
     if paper_model:
         for lr in loaded:
-            attach_paper(lr, paper_model)
+            attach_paper(lr, paper_model, store)
     if as_json:
         text = _json_text([summary_json(lr) for lr in loaded])
         if console is None:
