@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def evaluate_distributions(
     data_dir: str | Path | None = None,
     device: str = "auto",
     progress: bool = False,
-    status=None,
+    status: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Fit ``intervention`` and score each distribution's pairs; one JSON-able record per distribution.
 
