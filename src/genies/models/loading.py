@@ -1,0 +1,344 @@
+"""Load a model by name, convert GGUF weights once, and identify weights cheaply for cache keys.
+
+* GGUF sources (registry aliases such as ``smollm2-135m`` or a local ``.gguf``) are dequantised by
+  transformers once and saved as a safetensors HF folder under ``genies.paths.models_dir()``; the
+  folder is written to a temporary directory and renamed into place under a file lock, so a crash
+  or a concurrent process never leaves a half-written model behind. Later loads take seconds.
+* ``model_identity`` hashes weight files, caching each hash by (path, size, mtime) so it is
+  computed once; it never loads tensors.
+* ``trust_remote_code`` is off unless the caller asks for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from genies.errors import ConfigError, ModelError
+from genies.io import atomic_write_json
+from genies.models.registry import WEIGHT_PATTERNS, ResolvedName, has_weights, resolve_name
+from genies.paths import cache_dir
+
+if TYPE_CHECKING:
+    import torch
+
+CONVERSION_FILE = "genies_conversion.json"
+_MAX_LENGTH_SENTINEL = 10**12  # tokenizers without a limit report 1e30
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for scoring: weights, tokenizer and what identifies them."""
+
+    name: str
+    model: Any
+    tokenizer: Any
+    identity: dict
+    device: torch.device
+    dtype: torch.dtype
+    max_length: int
+    kind: str = "causal_lm"
+    info: dict = field(default_factory=dict)  # load time, path, conversion time (for reports)
+
+
+# ---------------------------------------------------------------- hashing
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file, cached under cache_dir() by (resolved path, size, mtime) so it runs once."""
+    path = Path(path).resolve()
+    st = path.stat()
+    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+    cache_file = cache_dir() / "hashes" / "files.json"
+    cache = _read_json(cache_file)
+    if key in cache:
+        return cache[key]
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    from filelock import FileLock
+
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache_file) + ".lock"):
+        cache = _read_json(cache_file)
+        cache[key] = digest
+        atomic_write_json(cache_file, cache, indent=0)
+    return digest
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def weight_files(folder: Path) -> list[Path]:
+    return sorted({p for pat in WEIGHT_PATTERNS for p in folder.glob(pat)})
+
+
+def folder_weights_sha256(folder: Path) -> str:
+    """One hash over every weight file of a folder (names and contents)."""
+    files = weight_files(folder)
+    if not files:
+        raise ModelError(f"model folder {folder} has no weights (*.safetensors or *.bin)")
+    lines = "".join(f"{p.name} {file_sha256(p)}\n" for p in files)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def model_identity(name: str) -> dict:
+    """``{"name", "path", "weights_sha256"}`` of a model, without loading it.
+
+    For a GGUF source the hash is the GGUF file's (it fully determines the converted folder), so the
+    identity is the same before and after conversion.
+    """
+    res = resolve_name(name)
+    if res.gguf is not None:
+        return {"name": name, "path": str(res.folder), "weights_sha256": file_sha256(res.gguf)}
+    folder = res.folder if res.folder is not None else _hub_folder(res)
+    return {"name": name, "path": str(folder), "weights_sha256": folder_weights_sha256(folder)}
+
+
+# ---------------------------------------------------------------- hub ids
+
+
+def _offline() -> bool:
+    return any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def _hub_folder(res: ResolvedName) -> Path:
+    """Local snapshot of a hub id: from the HF cache, or downloaded when online."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(res.hub_id, local_files_only=True))
+    except Exception as exc:  # noqa: BLE001 - any miss means "not in the local cache"
+        if _offline():
+            raise ModelError(
+                f"model {res.name!r} looks like a hub id, is not in the local Hugging Face cache, and hub downloads are off (offline)",
+                hint="give a registry alias (genies models list) or a local model folder",
+            ) from exc
+    try:
+        return Path(snapshot_download(res.hub_id))
+    except Exception as exc:  # noqa: BLE001 - network, auth, missing repo: all one message
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"cannot download model {res.name!r} from the hub: {msg}", hint="use a local model folder"
+        ) from exc
+
+
+# ---------------------------------------------------------------- GGUF conversion
+
+
+def prepare(name: str) -> tuple[Path, float | None]:
+    """Make sure ``name`` is loadable from a local HF folder; return (folder, seconds spent converting or None)."""
+    res = resolve_name(name)
+    if res.gguf is not None:
+        return ensure_converted(res.gguf, res.folder)
+    if res.folder is not None:
+        return res.folder, None
+    return _hub_folder(res), None
+
+
+def is_prepared(folder: Path) -> bool:
+    return (folder / CONVERSION_FILE).is_file() and has_weights(folder)
+
+
+def ensure_converted(gguf: Path, folder: Path) -> tuple[Path, float | None]:
+    """Convert ``gguf`` into ``folder`` once (locked, atomic); return (folder, conversion seconds or None)."""
+    if is_prepared(folder):
+        return folder, None
+    from filelock import FileLock
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder.parent / f".{folder.name}.lock")):
+        if is_prepared(folder):  # another process converted it while we waited
+            return folder, None
+        t0 = time.perf_counter()
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+        try:
+            _convert_gguf(gguf, tmp)
+            if folder.exists():  # a stale, incomplete folder (no conversion marker)
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return folder, time.perf_counter() - t0
+
+
+def _load_gguf(gguf: Path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        )
+    except Exception as exc:  # noqa: BLE001 - gguf/transformers raise many types for a bad file
+        raise ModelError(f"cannot read GGUF file {gguf}: {_first_line(exc)}") from exc
+    return model, tok
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    """Dequantise a GGUF with transformers and save it as fp32 safetensors + tokenizer."""
+    import transformers
+
+    model, tok = _load_gguf(gguf)
+    # transformers refuses to save GGUF-loaded models; the weights are plain dequantised fp32
+    # tensors by now, so dropping the quantizer and its config entry makes them an ordinary model.
+    model.hf_quantizer = None
+    with contextlib.suppress(AttributeError):
+        del model.config.quantization_config
+    model.config.__dict__.pop("quantization_config", None)
+    model.save_pretrained(str(out), safe_serialization=True)
+    tok.save_pretrained(str(out))
+    if not has_weights(out):
+        raise ModelError(f"converting {gguf} wrote no weights")
+    atomic_write_json(
+        out / CONVERSION_FILE,
+        {
+            "source": str(gguf),
+            "source_sha256": file_sha256(gguf),
+            "transformers": transformers.__version__,
+            "dtype": "float32",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    )
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def resolve_device(device: str) -> torch.device:
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelError(
+                f"device {device!r} requested but CUDA is not available", hint="use --device cpu"
+            )
+        return torch.device(device)
+    if device == "cpu":
+        return torch.device("cpu")
+    raise ConfigError(f"unknown device {device!r}; use cpu, cuda or auto")
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    import torch
+
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
+    if dtype not in names:
+        raise ConfigError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
+    return names[dtype]
+
+
+def model_max_length(tokenizer, config) -> int:
+    """The tokenizer's limit, or the model's position limit when the tokenizer reports the 1e30 sentinel."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < _MAX_LENGTH_SENTINEL:
+        return limit
+    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return _MAX_LENGTH_SENTINEL
+
+
+def load_model(
+    name: str,
+    *,
+    device: str = "auto",
+    dtype: str | torch.dtype | None = None,
+    trust_remote_code: bool = False,
+    load_in_4bit: bool = False,
+) -> LoadedModel:
+    """Load a causal LM (or, for encoder aliases, an encoder) and its tokenizer, ready for inference."""
+    import transformers
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    res = resolve_name(name)
+    info: dict[str, Any] = {}
+    folder, conv_s = prepare(name)
+    if conv_s is not None:
+        info["conversion_s"] = round(conv_s, 2)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
+    if load_in_4bit:
+        if dev.type != "cuda":
+            raise ModelError("4-bit loading needs a CUDA device", hint="drop --load-in-4bit on CPU")
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError as exc:
+            raise ModelError(
+                "4-bit loading needs bitsandbytes, which is not installed", hint="pip install bitsandbytes"
+            ) from exc
+        kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch_dtype,
+        )
+        kwargs["device_map"] = {"": dev.index or 0}
+    t0 = time.perf_counter()
+    cls = AutoModel if res.kind == "encoder" else AutoModelForCausalLM
+    try:
+        tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+        model = cls.from_pretrained(str(folder), **kwargs)
+    except ModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - config/weights errors come in many types
+        raise ModelError(f"cannot load model {name!r} from {folder}: {_first_line(exc)}") from exc
+    if not load_in_4bit:
+        model.to(dev)
+    model.eval()
+    model.requires_grad_(False)
+    if tok.pad_token is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token  # as upstream: pad with EOS when the tokenizer has no pad token
+    info["load_s"] = round(time.perf_counter() - t0, 2)
+    info["path"] = str(folder)
+    identity = model_identity(name)
+    return LoadedModel(
+        name=name,
+        model=model,
+        tokenizer=tok,
+        identity=identity,
+        device=dev,
+        dtype=torch_dtype,
+        max_length=model_max_length(tok, model.config),
+        kind=res.kind,
+        info=info,
+    )
