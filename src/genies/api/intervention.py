@@ -103,12 +103,18 @@ class Intervention(ABC):
     Class attributes:
       ``name``: registry name; ``Config``: pydantic config class (extra keys forbidden);
       ``trains``: False for interventions whose ``fit`` only records metadata (zero/few-shot), so the
-      pipeline can skip the model load for fitting.
+      pipeline can skip the model load for fitting;
+      ``uses_train_data``: False when scores never depend on the training split (zero_shot), so
+      "trained on S, evaluated on T" and the baseline on T share one cache key and run once;
+      ``cache_exclude``: config keys that never change a result (e.g. ``batch_size``) and are left
+      out of cache keys.
     """
 
     name: ClassVar[str] = ""
     Config: ClassVar[type[InterventionConfig]] = InterventionConfig
     trains: ClassVar[bool] = True
+    uses_train_data: ClassVar[bool] = True
+    cache_exclude: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def make_config(cls, values: dict[str, Any] | None = None) -> InterventionConfig:

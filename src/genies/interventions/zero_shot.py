@@ -34,6 +34,8 @@ class ZeroShot(LogProbIntervention):
     """Preference by comparing the base model's log-probabilities of the two responses."""
 
     Config: ClassVar[type[InterventionConfig]] = ZeroShotConfig
+    #: The base model's scores ignore the training split: "trained on S, evaluated on T" is the baseline on T.
+    uses_train_data: ClassVar[bool] = False
 
     def fit(
         self, model: LoadedModel | None, train: Split, config: InterventionConfig, *, seed: int
