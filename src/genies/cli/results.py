@@ -98,3 +98,31 @@ def reproduce_paper_cmd(
         console.print(
             f"[yellow]{summary.missing_cells} cells are empty: their raw evaluation was not imported[/]"
         )
+
+
+@app.command("table")
+def table_cmd(
+    paths: list[Path] | None = typer.Argument(
+        None,
+        help="<suite>.json or .csv files written by `genies run`, or folders holding them "
+        "[default: ./genies-results].",
+        show_default=False,
+    ),
+    suite: str | None = typer.Option(None, "--suite", "-s", help="Only results of this suite (e.g. genies)."),
+    as_json: bool = typer.Option(False, "--json", help="Print rows, category means and suite means as JSON."),
+    paper: str | None = typer.Option(
+        None, "--paper", help="Show the paper's numbers for the same shifts beside each row (e.g. llama-30b)."
+    ),
+    store: Path | None = store_option(),
+) -> None:
+    """Results tables: one row per shift, then per-category means and the suite mean."""
+    from genies.report.table import show
+
+    show(
+        list(paths or []),
+        suite=suite,
+        as_json=as_json,
+        paper_model=paper,
+        store=store,
+        console=None if as_json else _console(),
+    )
