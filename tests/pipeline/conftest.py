@@ -8,6 +8,12 @@ import pytest
 from pipeline_helpers import TOY_SUITE, Counter, ToyEnv, write_toy_data
 
 
+@pytest.fixture(autouse=True)
+def _run_in_tmp(tmp_path_factory, monkeypatch):
+    """Run every pipeline test in a scratch folder, so a default --out never lands in the repo."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture
 def counter():
     Counter.reset()

@@ -119,9 +119,29 @@ def test_unknown_suite_and_model_fail_before_any_work(toy, capsys):
         "smollm2-13m",
         "--store",
         str(toy.store),
+        "--out",
+        str(toy.out),
     )
     assert code == 1 and "unknown model 'smollm2-13m'; did you mean 'smollm2-135m'" in _one_error_line(err)
-    assert not list(toy.store.rglob("*.json"))
+    assert not toy.store.exists() and not toy.out.exists()
+
+
+def test_unknown_distribution_in_a_suite_file(toy, capsys, tmp_path):
+    suite = tmp_path / "s.json"
+    suite.write_text(json.dumps([{"source": "toy_a", "target": "toy_bb"}]))
+    args = [
+        "-i",
+        "test_length",
+        "--suite",
+        str(suite),
+        "--data-dir",
+        str(toy.data_dir),
+        "--store",
+        str(toy.store),
+    ]
+    code, _, err = _run(capsys, *args, "--out", str(toy.out))
+    assert code == 1 and "unknown distribution 'toy_bb'; did you mean 'toy_b'" in _one_error_line(err)
+    assert not toy.store.exists() and not toy.out.exists()
 
 
 def test_config_file_with_unknown_key_or_table(toy_cli, capsys, tmp_path):

@@ -112,10 +112,73 @@ def test_paper_numbers_sit_beside_each_row(toy, monkeypatch):
     assert doc["paper_suite_mean"]["generalization_accuracy"] == pytest.approx(0.35)
     con, buf = _console()
     table.show([outcome.json_path], paper_model="llama-30b", console=con)
-    assert "paper gen acc" in buf.getvalue() and "0.450" in buf.getvalue()
+    assert "paper gen" in buf.getvalue() and "0.450" in buf.getvalue()
 
 
 def test_paper_numbers_need_an_import(toy):
     outcome = toy.run()
     with pytest.raises(GeniesError, match="no imported paper results"):
         table.show([outcome.json_path], paper_model="llama-30b", console=_console()[0])
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+
+def test_results_table_command(toy, capsys):
+    from genies.cli import main
+
+    outcome = toy.run(intervention="test_bias")
+    capsys.readouterr()
+    assert main(["results", "table", str(outcome.json_path)]) == 0
+    out = capsys.readouterr().out
+    assert "toy_e → toy_b" in out and "mean: skill" in out
+    assert main(["results", "table", str(toy.out), "--json"]) == 0
+    (doc,) = json.loads(capsys.readouterr().out)
+    assert doc["suite_mean"]["n"] == 3
+    assert main(["results", "table", str(outcome.json_path), "--paper", "llama-30b"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no imported paper results") and "\n" not in err
+    assert main(["results", "table", str(toy.root / "nope.json")]) == 1
+    assert "no such results file or folder" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="session")
+def paper_store(shared_dir, tmp_path_factory):
+    tarball = shared_dir / "genies-published-results.tar.gz"
+    if not tarball.is_file():
+        pytest.skip(f"published results tarball not found at {tarball}")
+    from genies.results.upstream import import_upstream
+
+    store = tmp_path_factory.mktemp("paper-store")
+    import_upstream(tarball, store=store, progress=False)
+    return store
+
+
+def test_results_table_puts_the_paper_beside_a_genies_suite_result(paper_store, tmp_path, capsys):
+    """A zero_shot result over the GENIES suite next to llama-30b's numbers (published means .486/.000)."""
+    from genies.cli import main
+    from genies.records import SuiteResult
+    from genies.shifts import get_suite
+
+    rows = [
+        ShiftResult(
+            source=s.source,
+            target=s.target,
+            target_reference=s.reference,
+            category=s.category,
+            generalization_accuracy=0.5,
+        )
+        for s in get_suite("genies")
+    ]
+    path = tmp_path / "genies.json"
+    path.write_text(SuiteResult(suite="genies", intervention="zero_shot", rows=rows).model_dump_json())
+    assert (
+        main(["results", "table", str(path), "--paper", "llama-30b", "--store", str(paper_store), "--json"])
+        == 0
+    )
+    (doc,) = json.loads(capsys.readouterr().out)
+    assert len(doc["paper"]) == 15
+    assert doc["paper_suite_mean"]["generalization_accuracy"] == pytest.approx(0.486, abs=5e-4)
+    assert doc["paper_suite_mean"]["differential_elicitation"] == pytest.approx(0.0, abs=5e-4)
+    assert main(["results", "table", str(path), "--paper", "llama-30b", "--store", str(paper_store)]) == 0
+    assert "paper gen" in capsys.readouterr().out

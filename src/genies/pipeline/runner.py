@@ -49,18 +49,23 @@ def versions() -> dict[str, str]:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             out[pkg] = "not installed"
+    pkg = Path(genies.__file__).resolve().parent
+    commit = "unknown"
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(genies.__file__).resolve().parent,
+        top, head = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel", "HEAD"],
+            cwd=pkg,
             capture_output=True,
             text=True,
             timeout=10,
             check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = "unknown"
-    out["git_commit"] = commit or "unknown"
+        ).stdout.split()
+        # Only genies' own checkout counts (not, say, a user's repository around a virtualenv).
+        if (Path(top) / "src" / "genies").resolve() == pkg:
+            commit = head
+    except (OSError, ValueError, subprocess.SubprocessError):
+        pass
+    out["git_commit"] = commit
     return out
 
 

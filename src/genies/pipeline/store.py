@@ -8,6 +8,19 @@ Layout (``genies.paths.store_dir()`` by default)::
     <store>/locks/<key>.lock                   one file lock per key (filelock)
     <store>/upstream/                          imported paper results; never written here
 
+Entries (all JSON; NaN is written as ``NaN``):
+
+* an evaluation is a ``genies.records.EvaluationRecord`` (schema documented there): per-pair
+  ``p_correct`` and ``pair_ids``, ``n``, ``ties``, ``dropped``, ``metrics``, ``timings``
+  (``score_s``, and ``fit_s`` when the state was fitted for it) and ``versions`` (genies, torch,
+  transformers, git commit). Its ``info`` holds ``state_key`` and ``state_id`` (the state it was
+  scored with), ``pairs_requested`` (before over-length drops), ``device``, ``dtype`` and
+  ``intervention`` (the intervention's own diagnostics);
+* a state directory holds the ``InterventionState`` files (``state.json``, ``tensors.safetensors``
+  when it has tensors), ``inputs.json`` (the inputs its key hashes, plus ``fit_s``) and
+  ``_COMPLETE`` = ``{"key", "state_id", "created", "files": {name: {"size", "sha256"}}}``.
+  ``state_id`` is new each time a state is (re)computed.
+
 Why it is safe:
 
 * every file is written with a temp file + rename (``genies.io``), and a state directory is assembled

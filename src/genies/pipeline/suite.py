@@ -134,16 +134,10 @@ def prepare_run(
     raw = merge(raw, parse_sets(list(options.sets)))
     configs = resolve_configs(raw, main=main, baseline=baseline, ttc=ttc, ttc_interventions=ttc_ivs)
 
-    out = Path(options.out) if options.out is not None else default_out_dir(options.model, main.name)
-    check_out_writable(out)
-    from genies.paths import store_dir
-
-    store = ResultStore(store_dir(options.store), warn=warn)
-    store.check_writable()
-
     from genies.shifts import get_suite
 
-    shifts = get_suite(options.suite, options.data_dir)
+    # With the real data store, unknown distribution ids are reported here, before anything is created.
+    shifts = get_suite(options.suite, options.data_dir, check_data=load_distribution is None)
     if not shifts:
         raise ConfigError(f"suite {options.suite!r} has no shifts")
 
@@ -151,6 +145,13 @@ def prepare_run(
         from genies.models.loading import model_identity
 
         model_key = {**model_identity(options.model), **_compute_settings(options.device, options.dtype)}
+
+    out = Path(options.out) if options.out is not None else default_out_dir(options.model, main.name)
+    check_out_writable(out)
+    from genies.paths import store_dir
+
+    store = ResultStore(store_dir(options.store), warn=warn)
+    store.check_writable()
     if model_loader is None:
 
         def model_loader() -> LoadedModel:

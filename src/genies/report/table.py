@@ -26,11 +26,11 @@ if TYPE_CHECKING:
 #: Numeric columns that get means, with their short table headers.
 MEAN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("generalization_accuracy", "gen acc"),
-    ("baseline_accuracy", "baseline"),
+    ("baseline_accuracy", "base"),
     ("target_tuned_capability", "TTC"),
-    ("source_ID_accuracy", "source ID"),
+    ("source_ID_accuracy", "src ID"),
     ("RMS_calibration_error", "RMS cal"),
-    ("differential_elicitation", "diff. elicit."),
+    ("differential_elicitation", "DE"),
 )
 PAPER_COLUMNS = ("generalization_accuracy", "differential_elicitation")
 DEFAULT_RESULTS_DIR = Path("genies-results")
@@ -232,7 +232,8 @@ def render(loaded: LoadedResult, console: Console) -> None:
         + (f" · TTC {res.ttc}" if res.ttc else "")
         + (f" · limit {res.limit}" if res.limit else "")
     )
-    table = Table(title=title, caption=sub, title_justify="left", caption_justify="left")
+    caption = sub + " · DE = differential elicitation, (…) = 95% bootstrap CI"
+    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
     table.add_column("shift", overflow="fold")
     table.add_column("category")
     for _, header in MEAN_COLUMNS:
@@ -240,8 +241,8 @@ def render(loaded: LoadedResult, console: Console) -> None:
     table.add_column("TTC by")
     paper = bool(loaded.paper)
     if paper:
-        table.add_column("paper gen acc", justify="right", style="magenta")
-        table.add_column("paper diff. elicit.", justify="right", style="magenta")
+        table.add_column("paper gen", justify="right", style="magenta")
+        table.add_column("paper DE", justify="right", style="magenta")
 
     for r in res.rows:
         shift = f"{r.source} → {r.target}" + (
