@@ -105,7 +105,7 @@ def table_cmd(
     paths: list[Path] | None = typer.Argument(
         None,
         help="<suite>.json or .csv files written by `genies run`, or folders holding them "
-        "[default: ./genies-results].",
+        "\\[default: ./genies-results].",
         show_default=False,
     ),
     suite: str | None = typer.Option(None, "--suite", "-s", help="Only results of this suite (e.g. genies)."),

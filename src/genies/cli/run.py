@@ -16,8 +16,8 @@ paper's 11 columns) and <out>/<suite>.json (typed rows with bootstrap CIs).
 Everything is cached in the result store by content hash (intervention + config, model, data, seed,
 limit, scoring version): a rerun reuses what exists, an interrupted run resumes where it stopped.
 
-Configs: each role has its own — a TOML file with tables [intervention], [baseline] and [ttc]
-([ttc.NAME] per candidate with --ttc best-of), and/or --set ROLE.KEY=VALUE
+Configs: each role has its own — a TOML file with tables \\[intervention], \\[baseline] and
+\\[ttc] (\\[ttc.NAME] per candidate with --ttc best-of), and/or --set ROLE.KEY=VALUE
 (e.g. --set intervention.num_shots=2, --set ttc.few_shot.scoring=mean). Unknown keys are errors.
 """
 
@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
 
 def run_command(
     intervention: str = typer.Option(
-        ..., "--intervention", "-i", help="Intervention to evaluate (see `genies interventions`)."
+        ..., "--intervention", "-i", help="Intervention to evaluate (zero_shot, few_shot or a plug-in)."
     ),
     suite: str = typer.Option(
         "genies",
@@ -48,12 +48,12 @@ def run_command(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of every random choice (part of the cache key)."),
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="Output folder [default: genies-results/<model>/<intervention>]."
+        None, "--out", "-o", help="Output folder \\[default: genies-results/<model>/<intervention>]."
     ),
     store: Path | None = typer.Option(
-        None, "--store", help="Result store [default: $GENIES_STORE_DIR or ~/.cache/genies/store]."
+        None, "--store", help="Result store \\[default: $GENIES_STORE_DIR or ~/.cache/genies/store]."
     ),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Data store [default: $GENIES_DATA_DIR]."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Data store \\[default: $GENIES_DATA_DIR or ~/.cache/genies/data]."),
     baseline_intervention: str = typer.Option(
         "zero_shot", "--baseline-intervention", help="Intervention run on the base model as the baseline."
     ),
@@ -66,10 +66,10 @@ def run_command(
     ttc_intervention: str | None = typer.Option(
         None,
         "--ttc-intervention",
-        help="The intervention for --ttc single [default: the --intervention itself].",
+        help="The intervention for --ttc single \\[default: the --intervention itself].",
     ),
     config: Path | None = typer.Option(
-        None, "--config", help="TOML file with [intervention], [baseline] and [ttc] tables."
+        None, "--config", help="TOML file with \\[intervention], \\[baseline] and \\[ttc] tables."
     ),
     sets: list[str] = typer.Option([], "--set", help="Config override ROLE.KEY=VALUE (repeatable)."),
     force: bool = typer.Option(
@@ -77,7 +77,7 @@ def run_command(
     ),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
     dtype: str | None = typer.Option(
-        None, "--dtype", help="float32, bfloat16 or float16 [default: fp32 on CPU, bf16 on CUDA]."
+        None, "--dtype", help="float32, bfloat16 or float16 \\[default: float32 on CPU, bfloat16 on CUDA]."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
 ) -> None:
