@@ -69,6 +69,7 @@ def test_scores_are_real_and_distinct(reference):
 def test_fast_path_matches_unbatched_reference(lm, requests_, reference, batch_size):
     scorer = Scorer(lm, batch_size=batch_size)
     _close(scorer.score(requests_), reference)
+    assert not scorer.reference  # the fast path passed its self-check and was used
 
 
 def test_tiny_memory_budget_many_batches(lm, requests_, reference):
