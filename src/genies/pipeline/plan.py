@@ -6,7 +6,8 @@ each unique source, evaluated on that source's targets and on the source itself.
 
 Cache keys (``genies.io.content_hash`` of canonical JSON):
 
-* state key = intervention name + its config (without ``cache_exclude`` keys) + model identity +
+* state key = intervention name + its config (without ``cache_exclude`` keys) + model identity (name
+  or path as given, weights sha256, device type and dtype — not the folder it was found in) +
   training data (distribution id and fingerprint of the *full* train split) + seed + limit + scoring
   version;
 * evaluation key = state key + evaluated data (distribution id, split, fingerprint of the full split)

@@ -84,7 +84,8 @@ class PreparedRun:
     store: ResultStore
     suite_name: str
     plan: Plan
-    model_key: dict[str, Any]  # model identity + compute settings, as hashed into keys
+    model_key: dict[str, Any]  # model name + weights hash + compute settings, as hashed into keys
+    model_info: dict[str, Any]  # the same plus where the model lives (for the outputs)
     model_loader: Callable[[], LoadedModel]
 
 
@@ -144,7 +145,12 @@ def prepare_run(
     if model_key is None:
         from genies.models.loading import model_identity
 
-        model_key = {**model_identity(options.model), **_compute_settings(options.device, options.dtype)}
+        model_info = {**model_identity(options.model), **_compute_settings(options.device, options.dtype)}
+        # The folder a model was converted into or found in is not part of the key: the same weights
+        # give the same numbers wherever they live (a store can move to another machine).
+        model_key = {k: v for k, v in model_info.items() if k != "path"}
+    else:
+        model_info = dict(model_key)
 
     out = Path(options.out) if options.out is not None else default_out_dir(options.model, main.name)
     check_out_writable(out)
@@ -189,6 +195,7 @@ def prepare_run(
         suite_slug(options.suite),
         plan,
         model_key,
+        model_info,
         model_loader,
     )
 
@@ -214,7 +221,7 @@ def execute(prepared: PreparedRun, *, console: Console | None = None) -> RunOutc
         intervention_config=cache_config(prepared.main, prepared.configs.intervention),
         baseline_intervention=prepared.baseline.name,
         ttc=prepared.ttc,
-        model=prepared.model_key,
+        model=prepared.model_info,
         seed=o.seed,
         limit=o.limit,
         versions=versions(),
