@@ -272,3 +272,21 @@ def test_concurrent_runs_compute_each_key_once(toy, counter, tmp_path):
     assert a.counters.states_computed + b.counters.states_computed == 5
     assert _rows(a) == _rows(b)
     _store_is_consistent(toy.store)
+
+
+def test_real_zero_shot_and_few_shot_plans(toy):
+    """zero_shot declares it ignores training data (one evaluation per distribution); few_shot does not."""
+    from genies.pipeline.suite import prepare_run
+
+    def plan(iv: str):
+        return prepare_run(
+            toy.options(intervention=iv, baseline_intervention="zero_shot"), model_key={"name": "m"}
+        ).plan
+
+    zs = plan("zero_shot")
+    assert len(zs.evaluations) == 5  # toy_b, toy_c, toy_d, toy_a, toy_e
+    assert all(r.generalization == r.baseline for r in zs.rows)
+    fs = plan("few_shot")
+    assert len(fs.evaluations) == 9
+    assert fs.rows[0].generalization != fs.rows[2].generalization  # trained on toy_a vs toy_e
+    assert fs.rows[0].baseline == zs.rows[0].baseline

@@ -54,6 +54,7 @@ def test_zero_shot_on_the_test_suite(use_data_dir, smollm2, tmp_path, capsys):
             for p in store.rglob("evaluations/*/*.json")
         )
     }
+    assert len(records) == 2  # zero_shot ignores training data: one evaluation per distribution
     gen = next(r for (e, t), r in records.items() if e == "us_history_fiction")
     src = next(r for (e, t), r in records.items() if e == "us_history_textbook")
     assert gen.n == src.n == 50 and gen.model["name"] == "smollm2-135m"
