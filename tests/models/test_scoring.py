@@ -65,17 +65,19 @@ def test_scores_are_real_and_distinct(reference):
     assert len({round(v, 3) for v in values}) > len(values) // 2  # the tiny model is not degenerate
 
 
+@pytest.mark.parametrize("strategy", ["cache", "tree"])
 @pytest.mark.parametrize("batch_size", [None, 1, 2, 7])
-def test_fast_path_matches_unbatched_reference(lm, requests_, reference, batch_size):
-    scorer = Scorer(lm, batch_size=batch_size)
+def test_fast_path_matches_unbatched_reference(lm, requests_, reference, batch_size, strategy):
+    scorer = Scorer(lm, batch_size=batch_size, strategy=strategy)
     _close(scorer.score(requests_), reference)
     assert not scorer.reference  # the fast path passed its self-check and was used
 
 
-def test_tiny_memory_budget_many_batches(lm, requests_, reference):
-    small = Scorer(lm, memory_budget_mb=0)  # smallest token budget: many small batches
+@pytest.mark.parametrize("strategy", ["cache", "tree"])
+def test_tiny_memory_budget_many_batches(lm, requests_, reference, strategy):
+    small = Scorer(lm, memory_budget_mb=0, strategy=strategy)  # smallest token budget: many small batches
     _close(small.score(requests_), reference)
-    default = Scorer(lm)
+    default = Scorer(lm, strategy=strategy)
     default.score(requests_)
     assert small.forward_passes > default.forward_passes
 
@@ -86,10 +88,11 @@ def test_batch_size_1_vs_7_and_forward_counts(lm, requests_):
     assert s1.forward_passes > s7.forward_passes > 0
 
 
-def test_order_invariance(lm, requests_, reference):
+@pytest.mark.parametrize("strategy", ["cache", "tree"])
+def test_order_invariance(lm, requests_, reference, strategy):
     perm = list(range(len(requests_)))
     random.Random(1).shuffle(perm)
-    shuffled = Scorer(lm, batch_size=5).score([requests_[i] for i in perm])
+    shuffled = Scorer(lm, batch_size=5, strategy=strategy).score([requests_[i] for i in perm])
     _close([shuffled[perm.index(i)] for i in range(len(requests_))], reference)
 
 
@@ -146,6 +149,8 @@ def test_bad_requests(lm):
         Scorer(lm).score([("only a prompt",)])  # type: ignore[list-item]
     with pytest.raises(ConfigError):
         Scorer(lm, batch_size=0)
+    with pytest.raises(ConfigError, match="strategy"):
+        Scorer(lm, strategy="magic")  # type: ignore[arg-type]
     assert Scorer(lm).score([]) == []
 
 
@@ -196,3 +201,16 @@ def test_pair_probabilities_from_the_model(lm):
     flipped = pair_p_correct([scores[1]], [scores[0]])
     assert np.allclose(up + flipped, 1.0)
     assert (up[0] > 0.5) == (scores[0].logprob_sum > scores[1].logprob_sum)
+
+
+def test_sliding_window_models_use_the_cache_strategy(lm, requests_, reference):
+    """A sliding-window config selects the cache strategy; requests longer than the window use the
+    oracle. (The tiny LLaMA ignores the window, so scores must still equal the reference.)"""
+    lm.model.config.sliding_window = 20
+    try:
+        scorer = Scorer(lm)
+        assert scorer.strategy == "cache"
+        _close(scorer.score(requests_), reference)
+    finally:
+        lm.model.config.sliding_window = None
+    assert Scorer(lm).strategy == "tree"

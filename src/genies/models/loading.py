@@ -172,6 +172,9 @@ def ensure_converted(gguf: Path, folder: Path) -> tuple[Path, float | None]:
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
         try:
             _convert_gguf(gguf, tmp)
+            for f in tmp.iterdir():  # mkdtemp/mkstemp create owner-only files; a model folder is shareable
+                f.chmod(0o644)
+            tmp.chmod(0o755)
             if folder.exists():  # a stale, incomplete folder (no conversion marker)
                 shutil.rmtree(folder)
             os.replace(tmp, folder)

@@ -13,7 +13,11 @@ How it is made fast without changing results:
   code answers that differ near the end, or the same preferred answer in three pairs) are computed
   once. A tree is one row of the batch; each node gets its depth as position id and a 4-D attention
   mask lets it see exactly its ancestors, so its hidden state is the one it has in the plain
-  sequence ``prompt + response``. Duplicate requests are scored once;
+  sequence ``prompt + response``. Duplicate requests are scored once. (``strategy="cache"``
+  instead runs each prompt plus the prefix all its responses share once, and the rest of each
+  response as its own row against a repeated KV cache: less attention work, no deeper sharing; it
+  is the default for sliding-window models, whose own masks a ready 4-D mask would bypass, and
+  requests longer than the window use the reference path);
 * the vocabulary projection (``lm_head``), which dominates small models, is applied only to the
   hidden states that predict response tokens, and the log-softmax runs in float32 chunks;
 * trees are sorted by size so padding stays small, and batches are bounded by a token budget
@@ -94,6 +98,18 @@ def pair_p_correct(
     return _sigmoid((sc - sw) / np.maximum(length - 1.0, 1.0))
 
 
+@dataclass
+class _Group:
+    """One prompt and (some of) its responses: the unit that shares a KV cache."""
+
+    context: list[int]
+    items: list[tuple[int, list[int]]]  # (request index, response ids)
+
+    @property
+    def cost(self) -> int:
+        return len(self.context) + max(len(r) for _, r in self.items)
+
+
 class _Tree:
     """One prompt and some of its responses as a token tree: every distinct prefix appears once.
 
@@ -162,9 +178,12 @@ class Scorer:
         progress: bool = False,
         reference: bool = False,
         memory_budget_mb: int | None = None,
+        strategy: Literal["auto", "cache", "tree"] = "auto",
     ) -> None:
         if getattr(lm, "kind", "causal_lm") != "causal_lm":
             raise ModelError(f"model {lm.name!r} is an encoder; scoring needs a causal language model")
+        if strategy not in ("auto", "cache", "tree"):
+            raise ConfigError(f"unknown scoring strategy {strategy!r}; use 'auto', 'cache' or 'tree'")
         if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1 (got {batch_size})")
         self.lm = lm
@@ -172,6 +191,12 @@ class Scorer:
         self.progress = progress
         self.reference = reference
         self.memory_budget_mb = memory_budget_mb
+        if strategy == "auto":
+            # token trees pass a ready 4-D mask, which bypasses a model's own sliding-window masks
+            cfg = lm.model.config
+            window = getattr(getattr(cfg, "text_config", None) or cfg, "sliding_window", None)
+            strategy = "cache" if window else "tree"
+        self.strategy = strategy
         self.forward_passes = 0
         self.stats = {"real_tokens": 0, "padded_tokens": 0, "scored_tokens": 0}
         tok = lm.tokenizer
@@ -289,8 +314,8 @@ class Scorer:
         kv_heads = int(getattr(cfg, "num_key_value_heads", heads) or heads)
         head_dim = int(getattr(cfg, "head_dim", None) or hidden // heads)
         nbytes = torch.finfo(self.lm.dtype).bits // 8
-        # live activations of one layer, the per-layer K/V and the attention-mask row, per token (rough)
-        per_token = nbytes * (12 * hidden + 4 * inter + 2 * kv_heads * head_dim) + 4 * 2048 + 0 * layers
+        # live activations of one layer, the K/V cache of all layers and an attention-mask row, per token
+        per_token = nbytes * (12 * hidden + 4 * inter + 2 * layers * kv_heads * head_dim) + 4 * 2048
         if self.memory_budget_mb is not None:
             budget = self.memory_budget_mb * 2**20
         elif self.lm.device.type == "cuda":
@@ -343,6 +368,37 @@ class Scorer:
             batches.append(rows)
         return batches
 
+    def _batches_cached(self, encoded: list[tuple[list[int], list[int]]]) -> list[list[_Group]]:
+        """Group by prompt, sort by prompt length, and cut into batches under the row and token limits."""
+        by_prompt: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
+        for i, (ctx, resp) in enumerate(encoded):
+            by_prompt.setdefault(tuple(ctx), []).append((i, resp))
+        groups = [
+            _Group(list(ctx), sorted(items, key=lambda it: (-len(it[1]), it[0])))
+            for ctx, items in by_prompt.items()
+        ]
+        groups.sort(key=lambda g: (-len(g.context), -g.cost, g.items[0][0]))
+        max_rows, max_tokens = self._budget()
+        batches: list[list[_Group]] = []
+        cur: list[_Group] = []
+        rows = cost = 0
+        for group in groups:
+            items = group.items
+            while items:
+                take = items[: max(1, max_rows - rows)]
+                take_cost = len(take) * (len(group.context) + len(take[0][1]))
+                if cur and (rows + len(take) > max_rows or cost + take_cost > max_tokens):
+                    batches.append(cur)
+                    cur, rows, cost = [], 0, 0
+                    continue
+                cur.append(_Group(group.context, take))
+                rows += len(take)
+                cost += take_cost
+                items = items[len(take) :]
+        if cur:
+            batches.append(cur)
+        return batches
+
     def _progress(self, items):
         if not self.progress:
             return items
@@ -356,8 +412,19 @@ class Scorer:
         owner = [first_of.setdefault((tuple(c), tuple(r)), i) for i, (c, r) in enumerate(encoded)]
         distinct = sorted(set(owner))
         sums = dict.fromkeys(distinct, 0.0)
-        for batch in self._progress(self._batches([encoded[i] for i in distinct])):
-            for k, value in self._score_batch(batch):
+        cfg = self.lm.model.config
+        window = getattr(getattr(cfg, "text_config", None) or cfg, "sliding_window", None)
+        if window:  # longer requests would need the model's sliding-window masking: use the oracle
+            for i in [i for i in distinct if len(encoded[i][0]) + len(encoded[i][1]) > window]:
+                sums[i] = self._score_one_reference(*encoded[i])
+                distinct.remove(i)
+        todo = [encoded[i] for i in distinct]
+        if self.strategy == "tree":
+            batches, score = self._batches(todo), self._score_batch
+        else:
+            batches, score = self._batches_cached(todo), self._score_batch_cached
+        for batch in self._progress(batches):
+            for k, value in score(batch):
                 sums[distinct[k]] = value
         return [sums[owner[i]] for i in range(len(encoded))]
 
@@ -368,6 +435,14 @@ class Scorer:
             model.get_decoder() if hasattr(model, "get_decoder") else getattr(model, model.base_model_prefix)
         )
         return base, model.get_output_embeddings()
+
+    @property
+    def _cache_kw(self) -> str:
+        """transformers 5 renamed ``past_key_values`` to ``cache``; support both."""
+        import inspect
+
+        base, _ = self._heads()
+        return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
     def _logprobs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """log p(target) for each row of ``hidden``: vocabulary projection + float32 log-softmax, chunked."""
@@ -385,6 +460,120 @@ class Scorer:
                 logits = torch.tanh(logits / cap) * cap
             out.append(_target_logprobs(logits, targets[start : start + _LM_HEAD_CHUNK]))
         return torch.cat(out)
+
+    def _forward(
+        self, ids: list[list[int]], past_mask: torch.Tensor | None, start: list[int], cache
+    ) -> torch.Tensor:
+        """Right-padded forward of token rows after an optional cache; returns the last hidden states."""
+        import torch
+
+        dev = self.lm.device
+        width = max(len(r) for r in ids)
+        n = len(ids)
+        tid = torch.full((n, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for j, row in enumerate(ids):
+            tid[j, : len(row)] = torch.tensor(row)
+            mask[j, : len(row)] = 1
+        pos = torch.tensor(start)[:, None] + torch.arange(width)[None, :]
+        if past_mask is not None:
+            mask = torch.cat([past_mask, mask], dim=1)
+        base, _ = self._heads()
+        out = base(
+            input_ids=tid.to(dev),
+            attention_mask=mask.to(dev),
+            position_ids=pos.to(dev),
+            use_cache=True,
+            **{self._cache_kw: cache},
+        )
+        self.forward_passes += 1
+        self.stats["padded_tokens"] += n * width
+        self.stats["real_tokens"] += sum(len(r) for r in ids)
+        return out.last_hidden_state
+
+    def _score_batch_cached(self, batch: list[_Group]) -> list[tuple[int, float]]:
+        """Score one batch of prompt groups exactly, computing every distinct prefix once.
+
+        1. Each group's context is extended by the longest token prefix that all its responses share
+           (e.g. two code answers that differ only near the end); one forward runs all contexts and
+           fills a KV cache.
+        2. The remaining response tokens run against that cache (rows repeated per response), in
+           sub-batches of similar length so padding stays small.
+        3. Only hidden states that predict a scored token go through the vocabulary head.
+        """
+        import copy
+
+        import torch
+        from transformers import DynamicCache
+
+        dev = self.lm.device
+        shared: list[list[int]] = []
+        for g in batch:
+            resps = [r for _, r in g.items]
+            common = 0
+            limit = min(len(r) for r in resps) - 1  # every response keeps >= 1 token of its own
+            while common < limit and all(r[common] == resps[0][common] for r in resps):
+                common += 1
+            shared.append(resps[0][:common])
+        ext = [g.context + c for g, c in zip(batch, shared, strict=True)]
+        cache = DynamicCache(config=self.lm.model.config)
+        h_ctx = self._forward(ext, None, [0] * len(ext), cache)
+        lp = h_ctx.shape[1]
+        past_mask = torch.zeros((len(ext), lp), dtype=torch.long)
+        for gi, e in enumerate(ext):
+            past_mask[gi, : len(e)] = 1
+
+        hidden: list[torch.Tensor] = []
+        targets: list[int] = []
+        n_flat = 0
+
+        def add(h: torch.Tensor, tgt: list[int]) -> list[int]:
+            nonlocal n_flat
+            hidden.append(h)
+            targets.extend(tgt)
+            n_flat += len(tgt)
+            return list(range(n_flat - len(tgt), n_flat))
+
+        # shared prefix tokens: predicted by context positions len(ctx)-1 ... len(ext)-2
+        shared_idx = []
+        for gi, (g, c) in enumerate(zip(batch, shared, strict=True)):
+            lo = len(g.context) - 1
+            shared_idx.append(add(h_ctx[gi, lo : lo + len(c)], c) if c else [])
+        rows = [(gi, idx, resp[len(shared[gi]) :]) for gi, g in enumerate(batch) for idx, resp in g.items]
+        # each row's first own token: predicted by the last extended-context position
+        first_idx = [add(h_ctx[gi, len(ext[gi]) - 1][None], [rem[0]])[0] for gi, _, rem in rows]
+        rest_idx: list[list[int]] = [[] for _ in rows]
+        order = sorted(
+            (j for j, (_, _, rem) in enumerate(rows) if len(rem) > 1), key=lambda j: -len(rows[j][2])
+        )
+        subs: list[list[int]] = []
+        for j in order:  # longest first; cut where padding would exceed a quarter of the sub-batch
+            n = len(rows[j][2]) - 1
+            if subs:
+                longest = len(rows[subs[-1][0]][2]) - 1
+                real = sum(len(rows[k][2]) - 1 for k in subs[-1]) + n
+                if real >= 0.75 * longest * (len(subs[-1]) + 1):
+                    subs[-1].append(j)
+                    continue
+            subs.append([j])
+        for si, sub in enumerate(subs):
+            sel = torch.tensor([rows[j][0] for j in sub])
+            sub_cache = cache if si == len(subs) - 1 else copy.deepcopy(cache)
+            sub_cache.reorder_cache(sel.to(dev))
+            ids = [rows[j][2][:-1] for j in sub]
+            h = self._forward(ids, past_mask[sel], [len(ext[rows[j][0]]) for j in sub], sub_cache)
+            for k, j in enumerate(sub):
+                rem = rows[j][2]
+                rest_idx[j] = add(h[k, : len(rem) - 1], rem[1:])
+            del sub_cache, h
+        del cache, h_ctx
+        logp = self._logprobs(torch.cat(hidden), torch.tensor(targets, device=dev)).double().cpu().numpy()
+        self.stats["scored_tokens"] += len(targets)
+        # each response's sum over its tokens in order, so the sum never depends on the batch
+        return [
+            (idx, float(np.sum(logp[shared_idx[gi] + [first_idx[j]] + rest_idx[j]])))
+            for j, (gi, idx, _) in enumerate(rows)
+        ]
 
     def _score_batch(self, batch: list[list[_Tree]]) -> list[tuple[int, float]]:
         """One forward over the batch's rows of token trees; the vocabulary head only where a token is scored."""
