@@ -91,7 +91,9 @@ class ShiftResult(_Model):
     generalization_accuracy_ci: tuple[float, float] | None = None
     differential_elicitation_ci: tuple[float, float] | None = None
     extra_metrics: dict[str, float] = {}
-    evaluation_keys: dict[str, str] = {}  # role → EvaluationRecord.key (generalization, baseline, ttc, source_id)
+    evaluation_keys: dict[
+        str, str
+    ] = {}  # role → EvaluationRecord.key (generalization, baseline, ttc, source_id)
 
 
 class SuiteResult(_Model):

@@ -126,10 +126,14 @@ class Intervention(ABC):
                 f"{'.'.join(str(p) for p in e['loc']) or '<config>'}: {e['msg']}" for e in exc.errors()
             )
             allowed = ", ".join(sorted(cls.Config.model_fields)) or "none"
-            raise ConfigError(f"invalid config for intervention {cls.name!r}: {errs} (keys: {allowed})") from None
+            raise ConfigError(
+                f"invalid config for intervention {cls.name!r}: {errs} (keys: {allowed})"
+            ) from None
 
     @abstractmethod
-    def fit(self, model: LoadedModel, train: Split, config: InterventionConfig, *, seed: int) -> InterventionState:
+    def fit(
+        self, model: LoadedModel, train: Split, config: InterventionConfig, *, seed: int
+    ) -> InterventionState:
         """Train on a source distribution's train split; return a serialisable state."""
 
     @abstractmethod

@@ -35,7 +35,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
 ) -> None:
     """GENIES: train on a source distribution, test on a shifted target, compare with the paper."""
 
@@ -62,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        err_console.print("[bold red]interrupted[/]: finished work is saved; rerun the same command to resume.")
+        err_console.print(
+            "[bold red]interrupted[/]: finished work is saved; rerun the same command to resume."
+        )
         return 130
     except typer.Exit as exc:
         return exc.exit_code
