@@ -53,7 +53,9 @@ def run_command(
     store: Path | None = typer.Option(
         None, "--store", help="Result store \\[default: $GENIES_STORE_DIR or ~/.cache/genies/store]."
     ),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Data store \\[default: $GENIES_DATA_DIR or ~/.cache/genies/data]."),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Data store \\[default: $GENIES_DATA_DIR or ~/.cache/genies/data]."
+    ),
     baseline_intervention: str = typer.Option(
         "zero_shot", "--baseline-intervention", help="Intervention run on the base model as the baseline."
     ),
