@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
-if TYPE_CHECKING:
-    from rich.console import Console
+from genies.cli._console import make_console
 
+if TYPE_CHECKING:
     from genies.data.store import ImportResult
 
 app = typer.Typer(
@@ -24,18 +24,6 @@ _DATA_DIR_HELP = "Data store folder (default: $GENIES_DATA_DIR or ~/.cache/genie
 _TIMEOUT_HELP = "Seconds to wait for the server to connect or send data before giving up."
 
 
-def _console(stderr: bool = False) -> Console:
-    """A console that never folds ids when piped (greppable output)."""
-    from rich.console import Console
-
-    console = Console(stderr=stderr, highlight=False)
-    return (
-        console
-        if console.is_terminal
-        else Console(stderr=stderr, highlight=False, width=max(console.width, 160))
-    )
-
-
 def _report_import(result: ImportResult) -> None:
     from rich.markup import escape
 
@@ -43,7 +31,7 @@ def _report_import(result: ImportResult) -> None:
     bad = [i for i in infos if not i.ok]
     train = sum(i.train_examples or 0 for i in infos)
     test = sum(i.test_examples or 0 for i in infos)
-    out = _console()
+    out = make_console()
     out.print(
         f"imported [bold]{len(infos)}[/] distributions ({train:,} train / {test:,} test examples) "
         f"from {escape(result.source)} into {escape(str(result.data_dir))} in {result.seconds:.1f} s"
@@ -116,7 +104,7 @@ def list_cmd(
         typer.echo(json.dumps([i.to_json() for i in infos], indent=2, ensure_ascii=False))
         return
     if not infos:
-        _console().print(
+        make_console().print(
             f"no distributions in {escape(str(resolve(data_dir)))}; {IMPORT_HINT}", soft_wrap=True
         )
         return
@@ -151,7 +139,7 @@ def list_cmd(
         "dup: test examples identical to a train example · shared: further test examples reusing a train prompt"
     )
     table.caption_justify = "left"
-    _console().print(table)
+    make_console().print(table)
 
 
 class SplitName(str, Enum):
@@ -176,7 +164,7 @@ def show_cmd(
     from genies.data.loading import load_distribution
     from genies.errors import ValidationError
 
-    out = _console()
+    out = make_console()
     try:
         dist = load_distribution(distribution, data_dir)
     except ValidationError as exc:  # broken files raise again; a merely unusable distribution is shown
@@ -247,7 +235,7 @@ def validate_cmd(
             problems.extend(check_distribution(folder).problems)
         checked = f"{len(folders)} distribution{'s' * (len(folders) > 1)} ({path})"
 
-    out = _console()
+    out = make_console()
     shown: Counter[str] = Counter()
     for p in problems:
         shown[p.file] += 1

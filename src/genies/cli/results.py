@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from genies.cli._console import make_console
+
 if TYPE_CHECKING:
-    from rich.console import Console
+    pass
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -27,13 +29,6 @@ def store_option() -> Path | None:
     return typer.Option(
         None, "--store", help="Result store folder (default: $GENIES_STORE_DIR or ~/.cache/genies/store)."
     )
-
-
-def _console() -> Console:
-    from rich.console import Console
-
-    console = Console()
-    return console if console.is_terminal else Console(width=max(console.width, 120))
 
 
 @app.command("import-upstream")
@@ -52,7 +47,7 @@ def import_upstream_cmd(
     from genies.results.upstream import import_upstream
 
     summary = import_upstream(path, store=store, progress=progress)
-    console = _console()
+    console = make_console(piped_width=120)
     table = Table(title="imported paper evaluations", title_justify="left")
     table.add_column("model")
     table.add_column("intervention")
@@ -89,7 +84,7 @@ def reproduce_paper_cmd(
 
     suites = [check_paper_suite(suite)] if suite is not None else list(PAPER_SUITES)
     summary = reproduce_paper(out, suites, store=store)
-    console = _console()
+    console = make_console(piped_width=120)
     n = len(summary.files)
     console.print(
         f"wrote {n} table{'' if n == 1 else 's'} ({summary.rows} rows) under {summary.out}", soft_wrap=True
@@ -124,5 +119,5 @@ def table_cmd(
         as_json=as_json,
         paper_model=paper,
         store=store,
-        console=None if as_json else _console(),
+        console=None if as_json else make_console(piped_width=120),
     )

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from genies.cli._console import make_console
+
 _HELP = """Compute generalization metrics for one intervention over a suite of distribution shifts.
 
 Steps (as upstream): the baseline intervention on the base model for each unique target; the
@@ -126,7 +128,5 @@ def run_command(
 
     from genies.report.table import render_suite_result
 
-    out_console = Console()
-    if not out_console.is_terminal:  # piped: wide enough that ids are not folded
-        out_console = Console(width=max(out_console.width, 200))
+    out_console = make_console(piped_width=200)
     render_suite_result(res, out_console, outcome.json_path)

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from genies.cli._console import make_console
+
 if TYPE_CHECKING:
-    from rich.console import Console
+    pass
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -21,14 +23,6 @@ _SUITE_HELP = (
     "Built-in suite (genies, all, all-paper, test, extreme, probing or a category name; "
     "see `genies shifts suites`) or the path of a JSON shift file in the upstream format."
 )
-
-
-def _console() -> Console:
-    """stdout console; when piped, wide enough that distribution ids are never folded (greppable)."""
-    from rich.console import Console
-
-    console = Console()
-    return console if console.is_terminal else Console(width=max(console.width, 160))
 
 
 @app.command("list")
@@ -91,7 +85,7 @@ def list_shifts(
         )
     table.caption = "\n".join(notes)
     table.caption_justify = "left"
-    _console().print(table)
+    make_console().print(table)
 
 
 @app.command("suites")
@@ -115,4 +109,4 @@ def list_suite_names(
         table.add_row(name, str(k), desc)
     table.caption = "--suite also accepts the path of a JSON shift file (upstream format)"
     table.caption_justify = "left"
-    _console().print(table)
+    make_console().print(table)
