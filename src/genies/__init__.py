@@ -7,13 +7,35 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from genies import metrics
 from genies.api.intervention import Intervention, InterventionConfig, InterventionState, ScoredPairs
+from genies.data import import_data, list_distribution_ids, load_distribution
 from genies.data.schema import Distribution, Example, Pair, Split
 from genies.errors import GeniesError
 from genies.interventions.registry import get_intervention, list_interventions, register_intervention
+from genies.models import LoadedModel, Scorer, load_model, pair_p_correct
+from genies.pipeline import RunOptions, run_suite
+from genies.records import EvaluationRecord, ShiftResult, SuiteResult
+from genies.shifts import Shift, get_suite, list_suites
 
 __all__ = [
     "Distribution",
+    "EvaluationRecord",
+    "LoadedModel",
+    "RunOptions",
+    "Scorer",
+    "Shift",
+    "ShiftResult",
+    "SuiteResult",
+    "get_suite",
+    "import_data",
+    "list_distribution_ids",
+    "list_suites",
+    "load_distribution",
+    "load_model",
+    "metrics",
+    "pair_p_correct",
+    "run_suite",
     "Example",
     "GeniesError",
     "Intervention",
