@@ -156,7 +156,9 @@ def exact_scores(lm, encoded):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pairs", type=int, default=500, help="pairs in all (half from each distribution)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--threads", type=int, default=2, help="torch threads for every method (1 on a busy machine)"
+    )
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (chunks of pairs)")
     ap.add_argument("--lm-eval-batch", type=int, default=8)
     ap.add_argument("--skip-lm-eval", action="store_true")
@@ -302,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         "genies_within_1e-3_of_lm_eval": (report["max_abs_delta"].get("genies_vs_lm_eval") or 1.0) <= 1e-3,
         "genies_3x_naive": report["speedup"]["genies_vs_naive"] >= 3,
         "genies_2x_lm_eval": report["speedup"].get("genies_vs_lm_eval", 0) >= 2,
-        "peak_rss_le_3GB": report["peak_rss_mb"]["whole_process"] <= 3 * 1024,
+        # genies' own peak (measured after its first round, before the other methods ran)
+        "genies_peak_rss_le_3GB": report["peak_rss_mb"]["after_genies"] <= 3 * 1024,
     }
     print_report(report)
     out = Path(args.out)
