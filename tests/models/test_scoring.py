@@ -214,3 +214,21 @@ def test_sliding_window_models_use_the_cache_strategy(lm, requests_, reference):
     finally:
         lm.model.config.sliding_window = None
     assert Scorer(lm).strategy == "tree"
+
+
+def test_self_check_falls_back_to_the_reference(lm, requests_, reference, monkeypatch):
+    """If the fast path ever disagrees with the model's own forward, scoring stays correct."""
+    import torch
+
+    monkeypatch.setattr(Scorer, "_logprobs", lambda self, hidden, targets: torch.zeros(len(targets)))
+    saved = dict(lm.info)
+    lm.info.pop("fast_scoring_ok[tree]", None)
+    try:
+        scorer = Scorer(lm)
+        with pytest.warns(UserWarning, match="reference path"):
+            out = scorer.score(requests_[:5])
+        assert scorer.reference
+        _close(out, reference[:5])
+    finally:
+        lm.info.clear()
+        lm.info.update(saved)

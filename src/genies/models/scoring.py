@@ -282,18 +282,28 @@ class Scorer:
     # ------------------------------------------------------------ fast path
 
     def _self_check(self) -> None:
-        """Once per scorer: the fast path must match the model's own forward (else use the reference)."""
+        """The fast path must match the model's own forward, else the reference path is used.
+
+        Checked once per model and strategy (remembered in ``lm.info``) on two responses that share
+        a prefix, so tree branching / cache repetition is exercised too.
+        """
         if self._checked:
             return
         self._checked = True
-        probe = self.encode([("Hello there. ", "General Kenobi!")])
-        fast = self._score_fast(probe)[0]
-        ref = self._score_one_reference(*probe[0])
-        if not math.isclose(fast, ref, rel_tol=1e-3, abs_tol=1e-3):
+        key = f"fast_scoring_ok[{self.strategy}]"
+        if key in self.lm.info:
+            self.reference = not self.lm.info[key]
+            return
+        probe = self.encode([("Hello there. ", "General Kenobi!"), ("Hello there. ", "General Grievous.")])
+        fast = self._score_fast(probe)
+        ref = [self._score_one_reference(*p) for p in probe]
+        ok = all(math.isclose(f, r, rel_tol=1e-3, abs_tol=1e-3) for f, r in zip(fast, ref, strict=True))
+        self.lm.info[key] = ok
+        if not ok:
             import warnings
 
             warnings.warn(
-                f"fast scoring disagrees with {type(self.lm.model).__name__}'s forward ({fast:.4f} vs {ref:.4f}); "
+                f"fast scoring disagrees with {type(self.lm.model).__name__}'s forward ({fast} vs {ref}); "
                 "using the slow reference path",
                 stacklevel=3,
             )
