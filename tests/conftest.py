@@ -41,11 +41,21 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def datasets_tarball(shared_dir) -> Path:
-    p = shared_dir / "genies-datasets.tar.gz"
-    if not p.is_file():
-        pytest.skip(f"official datasets tarball not found at {p}")
-    return p
+def shared_file(shared_dir):
+    """``shared_file(name)``: the path of a file in ../shared, or skip with a printed reason."""
+
+    def get(name: str) -> Path:
+        p = shared_dir / name
+        if not p.is_file():
+            pytest.skip(f"{name} not found at {p}")
+        return p
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def datasets_tarball(shared_file) -> Path:
+    return shared_file("genies-datasets.tar.gz")
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,8 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def published_tarball(shared_dir) -> Path:
-    p = shared_dir / "genies-published-results.tar.gz"
-    if not p.is_file():
-        pytest.skip(f"published results tarball not found at {p}")
-    return p
+def published_tarball(shared_file) -> Path:
+    return shared_file("genies-published-results.tar.gz")
 
 
 @pytest.fixture(scope="session")
