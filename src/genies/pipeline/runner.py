@@ -120,7 +120,8 @@ class Runner:
 
             target.register_forward_hook(hook)
 
-    def _versions_now(self) -> dict[str, str]:
+    def versions(self) -> dict[str, str]:
+        """Software versions of this run, computed once (a git subprocess) and shared by all records."""
         if self._versions is None:
             self._versions = versions()
         return self._versions
@@ -304,7 +305,7 @@ class Runner:
                 "intervention": dict(scored.info),
             },
             timings=timings,
-            versions=self._versions_now(),
+            versions=self.versions(),
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         )
         acc = record.metrics.get("accuracy", float("nan"))

@@ -36,7 +36,7 @@ from genies.pipeline.outputs import (
     write_outputs,
 )
 from genies.pipeline.plan import Plan, build_plan, needed_distributions
-from genies.pipeline.runner import Runner, versions
+from genies.pipeline.runner import Runner
 from genies.pipeline.store import ResultStore, StoreCounters
 
 if TYPE_CHECKING:
@@ -224,7 +224,7 @@ def execute(prepared: PreparedRun, *, console: Console | None = None) -> RunOutc
         model=prepared.model_info,
         seed=o.seed,
         limit=o.limit,
-        versions=versions(),
+        versions=runner.versions(),
     )
     csv_path, json_path = write_outputs(result, prepared.out, prepared.suite_name)
     return RunOutcome(result, csv_path, json_path, prepared.store.counters, runner.model_loaded, prepared)
