@@ -186,5 +186,4 @@ def _validated(iv: Intervention, values: Mapping[str, Any], where: str) -> Inter
 
 def cache_config(iv: Intervention, config: InterventionConfig) -> dict[str, Any]:
     """The config as it enters cache keys: JSON values without the intervention's ``cache_exclude`` keys."""
-    exclude = set(getattr(iv, "cache_exclude", ()) or ())
-    return {k: v for k, v in config.model_dump(mode="json").items() if k not in exclude}
+    return {k: v for k, v in config.model_dump(mode="json").items() if k not in iv.cache_exclude}

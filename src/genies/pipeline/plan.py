@@ -45,8 +45,8 @@ class ShiftLike(Protocol):
 
 
 def uses_train_data(iv: Intervention) -> bool:
-    """Whether the intervention's scores can depend on its training split (True unless it says not)."""
-    return bool(getattr(iv, "uses_train_data", True))
+    """Whether the intervention's scores can depend on its training split (``Intervention`` contract)."""
+    return iv.uses_train_data
 
 
 @dataclass
