@@ -23,6 +23,10 @@ import numpy as np
 
 from genies.errors import ConfigError, ValidationError
 
+#: Bumped whenever a metric's definition changes. Stored records carry the version their ``metrics``
+#: were computed with; the store recomputes figures of older versions from ``p_correct``.
+METRICS_VERSION = "1"
+
 TiePolicy = Literal["half", "upstream"]
 ArrayLike = Sequence[float] | np.ndarray
 

@@ -268,6 +268,17 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     return names[dtype]
 
 
+def compute_settings(device: str, dtype: str | None) -> dict[str, str]:
+    """How the model will run, as it enters cache keys, known before loading it.
+
+    Numbers can differ between devices, dtypes and attention implementations, so every record's
+    model identity holds these keys (``device_type``, ``dtype``; the forward engine adds the attention
+    implementation). Computed without loading weights, so a fully cached run loads no model.
+    """
+    dev = resolve_device(device)
+    return {"device_type": dev.type, "dtype": str(resolve_dtype(dtype, dev)).removeprefix("torch.")}
+
+
 def model_max_length(tokenizer, config) -> int:
     """The tokenizer's limit, or the model's position limit when the tokenizer reports the 1e30 sentinel."""
     limit = getattr(tokenizer, "model_max_length", None)

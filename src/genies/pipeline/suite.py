@@ -99,14 +99,6 @@ class RunOutcome:
     prepared: PreparedRun = field(repr=False)
 
 
-def _compute_settings(device: str, dtype: str | None) -> dict[str, str]:
-    """Device type and dtype the model will run with: numbers can differ between them, so keys hold them."""
-    from genies.models.loading import resolve_device, resolve_dtype
-
-    dev = resolve_device(device)
-    return {"device_type": dev.type, "dtype": str(resolve_dtype(dtype, dev)).removeprefix("torch.")}
-
-
 def prepare_run(
     options: RunOptions,
     *,
@@ -143,9 +135,9 @@ def prepare_run(
         raise ConfigError(f"suite {options.suite!r} has no shifts")
 
     if model_key is None:
-        from genies.models.loading import model_identity
+        from genies.models.loading import compute_settings, model_identity
 
-        model_info = {**model_identity(options.model), **_compute_settings(options.device, options.dtype)}
+        model_info = {**model_identity(options.model), **compute_settings(options.device, options.dtype)}
         # The folder a model was converted into or found in is not part of the key: the same weights
         # give the same numbers wherever they live (a store can move to another machine).
         model_key = {k: v for k, v in model_info.items() if k != "path"}
