@@ -178,7 +178,7 @@ def test_reliability_diagram_shape_and_values():
     assert len(bins) == m.CALIBRATION_BINS == 10
     assert all(isinstance(b, m.ReliabilityBin) for b in bins)
     assert bins[0].lo == 0.5 and bins[-1].hi == 1.0
-    assert all(a.hi == pytest.approx(b.lo) for a, b in zip(bins, bins[1:]))
+    assert all(a.hi == pytest.approx(b.lo) for a, b in zip(bins, bins[1:], strict=False))
     assert all(b.hi - b.lo == pytest.approx(0.05) for b in bins)
     assert sum(b.count for b in bins) == len(P)
     full = {round(b.lo, 2): b for b in bins if b.count}
