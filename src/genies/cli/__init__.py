@@ -94,19 +94,16 @@ def _run(argv: list[str] | None) -> int:
         return exc.exit_code
     except (KeyboardInterrupt, typer.Abort):  # click turns Ctrl-C into Abort in some places
         return _interrupted()
-    except typer.Exit as exc:
-        # typer turns a Ctrl-C inside a command into a silent Exit(130): say what happened.
-        if isinstance(exc.__cause__, KeyboardInterrupt):
-            return _interrupted()
+    except typer.Exit as exc:  # raised outside a command (e.g. --version)
         return exc.exit_code
-    except BrokenPipeError:  # `genies … | head`: the reader left; stop quietly
+    except BrokenPipeError:  # `genies … | head`: the reader left; stop quietly (typer mostly does)
         _silence_stdout()
         return 1
     except Exception as exc:
         if _is_click_error(exc):
             return _usage_error(exc)
         raise
-    if rc == 130:  # typer's answer to a Ctrl-C inside a command: a silent exit code; say what happened
+    if rc == 130:  # typer answers a Ctrl-C inside a command by returning 130, silently: say so
         return _interrupted()
     return rc if isinstance(rc, int) else 0
 
