@@ -52,7 +52,7 @@ def test_all_ties():
     assert m.accuracy(p, "upstream") == 1.0  # the upstream bias toward the correct response
     assert m.tie_count(p) == 8
     assert m.tie_rate(p) == 1.0
-    # every pair sits in the middle bin with mean label 0.5 = mean confidence → perfectly calibrated
+    # every pair has confidence 0.5 and counts half right → perfectly calibrated
     assert m.rms_calibration_error(p) == 0.0
     assert m.expected_calibration_error(p) == 0.0
 
@@ -92,29 +92,65 @@ def test_unknown_tie_policy():
         m.accuracy(P, tie_policy="optimistic")  # type: ignore[arg-type]
 
 
-# --- calibration (correct, default) ----------------------------------------------------------------
+# --- calibration (top-label, default) -------------------------------------------------------------
 
 
 def test_rms_and_ece_hand_computed():
-    # Symmetric set: (0.9,1) (0.5,1) (0.2,1) (0.7,1) and (0.1,0) (0.5,0) (0.8,0) (0.3,0).
-    # bin [0,.2):  0.1(0)            n=1 label 0   conf 0.1   gap -0.10
-    # bin [.2,.4): 0.2(1) 0.3(0)     n=2 label .5  conf .25   gap  0.25
-    # bin [.4,.6): 0.5(1) 0.5(0)     n=2 label .5  conf .5    gap  0
-    # bin [.6,.8): 0.7(1)            n=1 label 1   conf .7    gap  0.30
-    # bin [.8,1]:  0.9(1) 0.8(0)     n=2 label .5  conf .85   gap -0.35
-    # RMS² = (1·0.01 + 2·0.0625 + 0 + 1·0.09 + 2·0.1225) / 8 = 0.47 / 8 = 0.05875
-    # ECE  = (1·0.1 + 2·0.25 + 0 + 1·0.3 + 2·0.35) / 8 = 1.6 / 8 = 0.2
-    assert m.rms_calibration_error(P) == pytest.approx(math.sqrt(0.05875))
-    assert m.expected_calibration_error(P) == pytest.approx(0.2)
+    # Top-label: confidence max(p, 1 − p), correct when p > 0.5 (a tie half), 10 bins over [0.5, 1].
+    # p = 0.9 → conf 0.9, correct 1   gap 0.1   (bin [.90, .95))
+    # p = 0.5 → conf 0.5, correct 0.5 gap 0     (bin [.50, .55))
+    # p = 0.2 → conf 0.8, correct 0   gap 0.8   (bin [.80, .85))
+    # p = 0.7 → conf 0.7, correct 1   gap 0.3   (bin [.70, .75))
+    # RMS² = (0.01 + 0 + 0.64 + 0.09) / 4 = 0.185;  ECE = (0.1 + 0 + 0.8 + 0.3) / 4 = 0.3
+    assert m.rms_calibration_error(P) == pytest.approx(math.sqrt(0.185))
+    assert m.expected_calibration_error(P) == pytest.approx(0.3)
 
 
-def test_calibration_last_bin_is_closed():
-    # p = 1.0 lands in the last bin (label 1, conf 1) and 1 - p = 0 in the first (label 0, conf 0):
-    # a confident, always-right model is perfectly calibrated — nothing is dropped.
+def test_issue_example_a_barely_confident_but_mostly_right_classifier():
+    # 72 pairs at p = 0.52 and 28 at 0.48: every pair has confidence 0.52, 72% of the picks are right.
+    # One bin: |0.72 − 0.52| = 0.20. (The old symmetric-set metric said 0 here: p and 1 − p cancel.)
+    p = [0.52] * 72 + [0.48] * 28
+    assert m.accuracy(p) == pytest.approx(0.72)
+    assert m.expected_calibration_error(p) == pytest.approx(0.20)
+    assert m.rms_calibration_error(p) == pytest.approx(0.20)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0.45, 0.55), (0.55, 0.45), (0.40, 0.60), (0.6, 0.4)])
+def test_constant_probabilities_in_the_middle_band_are_miscalibrated(value, expected):
+    # [0.45] * 100: always wrong at confidence 0.55 → 0.55; [0.55] * 100: always right at 0.55 → 0.45.
+    assert m.expected_calibration_error([value] * 100) == pytest.approx(expected)
+    assert m.rms_calibration_error([value] * 100) == pytest.approx(expected)
+
+
+def test_perfectly_calibrated_synthetic_set_is_near_zero():
+    # Confidence c ~ U(0.5, 1); the pick is right with probability c; p = c if right else 1 − c.
+    rng = np.random.default_rng(11)
+    c = rng.uniform(0.5, 1.0, 200_000)
+    right = rng.random(c.size) < c
+    p = np.where(right, c, 1.0 - c)
+    assert m.expected_calibration_error(p) < 0.005
+    assert m.rms_calibration_error(p) < 0.006
+    # The same confidences with every pick wrong: ECE = mean confidence ≈ 0.75.
+    assert m.expected_calibration_error(1.0 - c) == pytest.approx(float(np.mean(c)), abs=1e-12)
+
+
+def test_overconfident_set_is_caught_bin_by_bin():
+    # Confidence 0.9 but right only 60% of the time, and confidence 0.6 right 90% of the time:
+    # each bin is off by 0.3 though the overall mean confidence (0.75) equals the accuracy (0.75).
+    p = [0.9] * 60 + [0.1] * 40 + [0.6] * 90 + [0.4] * 10
+    assert m.accuracy(p) == pytest.approx(0.75)
+    assert m.expected_calibration_error(p) == pytest.approx(0.3)
+    assert m.rms_calibration_error(p) == pytest.approx(0.3)
+
+
+def test_calibration_extremes_and_ties():
+    # Certain and always right: confidence 1 in the closed last bin, accuracy 1 → 0.
     assert m.rms_calibration_error([1.0, 1.0, 1.0]) == 0.0
-    # Always wrong with certainty: every bin's gap is 1.
+    # Certain and always wrong: confidence 1, accuracy 0 → 1.
     assert m.rms_calibration_error([0.0, 0.0]) == 1.0
     assert m.expected_calibration_error([0.0, 0.0]) == 1.0
+    # Ties: confidence 0.5, half right → perfectly calibrated.
+    assert m.expected_calibration_error([0.5] * 9) == 0.0
 
 
 def test_calibration_does_not_depend_on_order():
@@ -122,6 +158,52 @@ def test_calibration_does_not_depend_on_order():
     p = rng.random(101)
     assert m.rms_calibration_error(p) == pytest.approx(m.rms_calibration_error(p[::-1]))
     assert m.expected_calibration_error(p) == pytest.approx(m.expected_calibration_error(rng.permutation(p)))
+
+
+def test_number_of_bins_matters_and_is_checked():
+    # Right at 0.52 and wrong at 0.58: one 0.1-wide bin [.5, .6) averages them (|0.5 − 0.55| = 0.05),
+    # two 0.05-wide bins see both gaps (0.48 and 0.58).
+    p = [0.52] * 50 + [0.42] * 50
+    assert m.expected_calibration_error(p, n_bins=5) == pytest.approx(0.05)
+    assert m.expected_calibration_error(p) == pytest.approx((0.48 + 0.58) / 2)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="n_bins"):
+            m.expected_calibration_error(p, n_bins=bad)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="n_bins"):
+            m.reliability_diagram(p, n_bins=bad)  # type: ignore[arg-type]
+
+
+def test_reliability_diagram_shape_and_values():
+    bins = m.reliability_diagram(P)
+    assert len(bins) == m.CALIBRATION_BINS == 10
+    assert all(isinstance(b, m.ReliabilityBin) for b in bins)
+    assert bins[0].lo == 0.5 and bins[-1].hi == 1.0
+    assert all(a.hi == pytest.approx(b.lo) for a, b in zip(bins, bins[1:], strict=False))
+    assert all(b.hi - b.lo == pytest.approx(0.05) for b in bins)
+    assert sum(b.count for b in bins) == len(P)
+    full = {round(b.lo, 2): b for b in bins if b.count}
+    assert set(full) == {0.5, 0.7, 0.8, 0.9}
+    assert full[0.5].mean_confidence == 0.5 and full[0.5].accuracy == 0.5  # the tie
+    assert full[0.8].mean_confidence == pytest.approx(0.8) and full[0.8].accuracy == 0.0
+    assert full[0.9].accuracy == 1.0
+    empty = [b for b in bins if not b.count]
+    assert all(math.isnan(b.mean_confidence) and math.isnan(b.accuracy) for b in empty)
+    # The ECE is the count-weighted mean gap of these bins.
+    ece = sum(b.count * abs(b.accuracy - b.mean_confidence) for b in bins if b.count) / len(P)
+    assert ece == pytest.approx(m.expected_calibration_error(P))
+    assert m.reliability_diagram([0.3, 0.8], n_bins=2)[1]._asdict() == {
+        "lo": 0.75,
+        "hi": 1.0,
+        "count": 1,
+        "mean_confidence": pytest.approx(0.8),
+        "accuracy": 1.0,
+    }
+    assert [b.count for b in m.reliability_diagram([])] == [0] * 10
+
+
+def test_metrics_version_is_bumped_for_the_new_calibration_definition():
+    # Records computed with version "1" hold the old symmetric-set figures; the store recomputes them.
+    assert m.METRICS_VERSION == "2"
 
 
 # --- calibration (upstream, bug-compatible) --------------------------------------------------------
@@ -282,6 +364,7 @@ def test_summarize_keys_match_the_record_schema():
     assert s["accuracy_upstream"] == pytest.approx(0.75)
     assert s["tie_rate"] == pytest.approx(0.25)
     assert s["brier_score"] == pytest.approx(0.2475)
-    assert s["ece"] == pytest.approx(0.2)
+    assert s["ece"] == pytest.approx(0.3)
+    assert s["rms_calibration_error"] == pytest.approx(math.sqrt(0.185))
     assert math.isnan(s["rms_calibration_error_upstream"])  # 4 pairs never fill a bin of 20
     assert m.summarize(P, tie_policy="upstream")["accuracy"] == pytest.approx(0.75)

@@ -403,9 +403,9 @@ def _shift_from_entry(entry: object, where: str) -> Shift:
 
 def _store_ids(data_dir: str | os.PathLike[str] | None) -> list[str]:
     """Distribution ids present in the data store: the folders ``<data_dir>/distributions/<id>/``."""
-    from genies.paths import data_dir as resolve_data_dir
+    from genies.data.loading import check_data_dir
 
-    root = resolve_data_dir(data_dir) / "distributions"
+    root = check_data_dir(data_dir)  # a file where the store belongs is an error, not an empty store
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))

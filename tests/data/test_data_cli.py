@@ -148,3 +148,58 @@ def test_validate_bad_paths(tmp_path, capsys):
     (tmp_path / "broken.json").write_text("[{")
     assert main(["data", "validate", str(tmp_path / "broken.json")]) == 1
     assert "broken.json: invalid JSON at line 1 column 3" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------- issue #9
+
+
+def _degenerate(n: int) -> list[dict]:
+    return [{"prompt": "B", "responses": {f"a{i}": 1, f"b{i}": 0}} for i in range(n)]
+
+
+def test_import_help_and_behaviour_agree_about_unusable_distributions(tmp_path, capsys):
+    """Well-formed but unusable (commonsense_qa-like) → imported with a warning; --strict refuses."""
+    assert main(["data", "import", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "only if every file is well-formed" in help_text and "--strict" in help_text
+    files = {**good_files(), **dist_files("junk_qa", _degenerate(4), _degenerate(3))}
+    tar = make_tar(tmp_path / "d.tar", files)
+    store = tmp_path / "store"
+
+    assert main(["data", "import", str(tar), "--data-dir", str(store), "--strict"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: refusing to import") and "degenerate prompts" in err and "\n" not in err
+    assert not (store / "distributions").exists()
+
+    assert main(["data", "import", str(tar), "--data-dir", str(store)]) == 0
+    out = capsys.readouterr().out
+    assert "imported 3 distributions" in out
+    assert "warning: junk_qa was imported but is unusable (train.json: degenerate prompts" in out
+    assert main(["data", "list", "--json", "--data-dir", str(store)]) == 0
+    status = {r["id"]: r["status"] for r in json.loads(capsys.readouterr().out)}
+    assert status["alpha"] == "ok" and status["junk_qa"].startswith("invalid: ")
+
+    # A file that breaks the record rules fails the import with or without --strict.
+    broken = make_tar(tmp_path / "b.tar", {**good_files(), **dist_files("gamma", b"\xff\xfe not json")})
+    assert main(["data", "import", str(broken), "--data-dir", str(store)]) == 1
+    assert "refusing to import" in capsys.readouterr().err
+    assert (store / "distributions" / "junk_qa").is_dir()  # the previous store is intact
+
+
+@pytest.mark.parametrize("command", [["list"], ["show", "alpha"], ["import", "{tar}"]])
+def test_a_file_in_place_of_the_data_store_is_an_error(command, tmp_path, capsys):
+    tar = make_tar(tmp_path / "d.tar", good_files())
+    blocker = tmp_path / "not-a-store"
+    blocker.write_text("x")
+    args = [a.replace("{tar}", str(tar)) for a in command]
+    assert main(["data", *args, "--data-dir", str(blocker)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {blocker} is a file; the data store must be a folder"
+    assert blocker.read_text() == "x"
+    # and a file where the store's distributions/ folder belongs
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "distributions").write_text("y")
+    assert main(["data", *args, "--data-dir", str(store)]) == 1
+    assert "is a file" in capsys.readouterr().err
+    assert (store / "distributions").read_text() == "y"

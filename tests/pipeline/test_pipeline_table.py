@@ -32,12 +32,13 @@ def test_json_summary_has_rows_category_and_suite_means(toy):
     assert [r["target"] for r in doc["rows"]] == [r.target for r in rows]
     skill = [r for r in rows if r.category == "skill"]
     cm = doc["category_means"]
-    assert set(cm) == {"skill", "context"} and cm["skill"]["n"] == 2
+    assert set(cm) == {"skill", "context"} and cm["skill"]["rows"] == 2
+    assert set(cm["skill"]["counts"].values()) == {2}
     assert cm["skill"]["generalization_accuracy"] == pytest.approx(
         mean(r.generalization_accuracy for r in skill)
     )
     sm = doc["suite_mean"]
-    assert sm["n"] == 3
+    assert sm["rows"] == 3 and sm["counts"] == {c: 3 for c, _ in table.MEAN_COLUMNS}
     assert sm["differential_elicitation"] == pytest.approx(mean(r.differential_elicitation for r in rows))
     assert sm["source_ID_accuracy"] == pytest.approx(mean(r.source_ID_accuracy for r in rows))
 
@@ -134,7 +135,7 @@ def test_results_table_command(toy, capsys):
     assert "toy_e → toy_b" in out and "mean: skill" in out
     assert main(["results", "table", str(toy.out), "--json"]) == 0
     (doc,) = json.loads(capsys.readouterr().out)
-    assert doc["suite_mean"]["n"] == 3
+    assert doc["suite_mean"]["rows"] == 3
     assert main(["results", "table", str(outcome.json_path), "--paper", "llama-30b"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: no imported paper results") and "\n" not in err

@@ -56,31 +56,101 @@ def _register() -> None:
 _register()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point: returns the exit code (0 ok, 1 user error, 2 usage, 130 interrupt)."""
+INTERRUPTED = "interrupted: finished work is saved; rerun the same command to resume."
+
+
+def _error_line(message: str) -> None:
+    """``error: …`` on one line (messages from click may span lines)."""
+    text = " ".join(message.split())
+    err_console.print(f"[bold red]error:[/] {escape(text)}", markup=True, soft_wrap=True)
+
+
+def _interrupted() -> int:
+    err_console.print(INTERRUPTED, markup=False, soft_wrap=True)
+    return 130
+
+
+def _usage_error(exc: Exception) -> int:
+    """Click's usage errors (typer bundles click as the private typer._click: recognised by interface)."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # `genies data` alone: the help is the answer
+        exc.show()  # type: ignore[attr-defined]
+        return int(exc.exit_code)  # type: ignore[attr-defined]
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None)
+    hint = f" (see '{path} --help')" if path and int(exc.exit_code) == 2 else ""  # type: ignore[attr-defined]
+    _error_line(exc.format_message() + hint)  # type: ignore[attr-defined]
+    return int(exc.exit_code)  # type: ignore[attr-defined]
+
+
+def _is_click_error(exc: Exception) -> bool:
+    return callable(getattr(exc, "format_message", None)) and isinstance(getattr(exc, "exit_code", None), int)
+
+
+def _run(argv: list[str] | None) -> int:
     try:
-        rc = app(args=argv, standalone_mode=False)
+        rc = app(args=argv, prog_name="genies", standalone_mode=False)
     except GeniesError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
+        _error_line(str(exc))
         return exc.exit_code
-    except KeyboardInterrupt:
-        err_console.print(
-            "[bold red]interrupted[/]: finished work is saved; rerun the same command to resume."
-        )
-        return 130
-    except typer.Exit as exc:
+    except (KeyboardInterrupt, typer.Abort):  # click turns Ctrl-C into Abort in some places
+        return _interrupted()
+    except typer.Exit as exc:  # raised outside a command (e.g. --version)
         return exc.exit_code
-    except typer.Abort:
-        err_console.print("aborted")
+    except BrokenPipeError:  # `genies … | head`: the reader left; stop quietly (typer mostly does)
+        _silence_stdout()
         return 1
     except Exception as exc:
-        # Usage errors from the click that typer bundles (typer._click) are not importable publicly:
-        # recognise them by their interface and let them print their own usage message.
-        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
-            return exc.exit_code
+        if _is_click_error(exc):
+            return _usage_error(exc)
         raise
+    if rc == 130:  # typer answers a Ctrl-C inside a command by returning 130, silently: say so
+        return _interrupted()
     return rc if isinstance(rc, int) else 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _set_sigint(handler: object) -> object | None:
+    """Install a SIGINT handler (main thread only); returns the previous one."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, handler)  # type: ignore[arg-type]
+    return previous
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: returns the exit code (0 ok, 1 user error, 2 usage, 130 interrupt).
+
+    Output streams are made encoding-safe first (a non-UTF-8 terminal never raises), and Ctrl-C is a
+    ``KeyboardInterrupt`` while the command runs (the ``genies`` script exits quietly on one that
+    comes earlier, during imports; see ``_genies_entry``), restored to the caller's handler after.
+    """
+    import signal
+
+    from genies.cli._console import safe_output_streams
+
+    safe_output_streams()
+    previous = _set_sigint(signal.default_int_handler)
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # a second Ctrl-C while an error was being reported
+        return 130
+    finally:
+        if previous is not None:
+            _set_sigint(previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

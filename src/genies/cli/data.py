@@ -22,6 +22,9 @@ app = typer.Typer(
 
 _DATA_DIR_HELP = "Data store folder (default: $GENIES_DATA_DIR or ~/.cache/genies/data)."
 _TIMEOUT_HELP = "Seconds to wait for the server to connect or send data before giving up."
+_STRICT = typer.Option(
+    False, "--strict", help="Also refuse the import if a distribution is well-formed but unusable."
+)
 
 
 def _report_import(result: ImportResult) -> None:
@@ -39,7 +42,12 @@ def _report_import(result: ImportResult) -> None:
         soft_wrap=True,
     )
     for info in bad:
-        out.print(f"[yellow]warning:[/] {escape(info.id)} is {escape(info.status)}", soft_wrap=True)
+        reason = info.status.removeprefix("invalid: ")
+        out.print(
+            f"[yellow]warning:[/] {escape(info.id)} was imported but is unusable ({escape(reason)}); "
+            "runs refuse it",
+            soft_wrap=True,
+        )
 
 
 @app.command("import")
@@ -50,15 +58,20 @@ def import_cmd(
     ),
     data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
     timeout: float = typer.Option(30.0, "--timeout", min=0.1, help=_TIMEOUT_HELP + " (URLs only)"),
+    strict: bool = _STRICT,
 ) -> None:
-    """Import GENIES distributions, replacing the store's content only if all of them are valid.
+    """Import GENIES distributions, replacing the store's content only if every file is well-formed.
 
     The archive is checked (no absolute paths, '..', links or devices), extracted beside the store,
-    validated, then swapped in: a failed import leaves the previous store as it was.
+    validated, then swapped in: a failed import leaves the previous store as it was. A file that
+    breaks the record rules fails the import. A distribution whose files are well-formed but
+    unusable (the official release's commonsense_qa: every prompt is one letter; no shift uses it)
+    is imported with a warning and marked invalid, and runs refuse it; --strict fails the import
+    instead.
     """
     from genies.data.store import import_data
 
-    _report_import(import_data(source, data_dir, progress=True, timeout=timeout))
+    _report_import(import_data(source, data_dir, progress=True, timeout=timeout, strict=strict))
 
 
 @app.command("download")
@@ -66,14 +79,17 @@ def download_cmd(
     url: str | None = typer.Option(None, "--url", help="Release URL (default: the official GENIES release)."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
     timeout: float = typer.Option(30.0, "--timeout", min=0.1, help=_TIMEOUT_HELP),
+    strict: bool = _STRICT,
 ) -> None:
-    """Download the official GENIES datasets release and import it.
+    """Download the official GENIES datasets release and import it (as `genies data import`).
 
     Without internet access, fetch the tarball another way and use `genies data import FILE`.
     """
     from genies.data.store import OFFICIAL_URL, download_data
 
-    _report_import(download_data(url or OFFICIAL_URL, data_dir, progress=True, timeout=timeout))
+    _report_import(
+        download_data(url or OFFICIAL_URL, data_dir, progress=True, timeout=timeout, strict=strict)
+    )
 
 
 def _k(values: list[int]) -> str:

@@ -119,5 +119,5 @@ def table_cmd(
         as_json=as_json,
         paper_model=paper,
         store=store,
-        console=None if as_json else make_console(piped_width=120),
+        console=None if as_json else make_console(piped_width=200),
     )

@@ -27,13 +27,28 @@ def distributions_root(data_dir: str | os.PathLike[str] | None = None) -> Path:
     return _data_dir(data_dir) / "distributions"
 
 
+def check_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The store's ``distributions`` folder; DataError if the store (or it) exists but is not a folder.
+
+    A store that does not exist yet is fine (it is empty); a file in its place is a mistake to report,
+    not an empty store.
+    """
+    root = _data_dir(data_dir)
+    for p in (root, root / "distributions"):
+        if p.exists() and not p.is_dir():
+            raise DataError(f"{p} is a file; the data store must be a folder")
+    return root / "distributions"
+
+
 def list_distribution_ids(data_dir: str | os.PathLike[str] | None = None) -> list[str]:
     """Sorted ids (folder names) of the distributions in the store, valid or not; [] when empty."""
-    root = distributions_root(data_dir)
+    root = check_data_dir(data_dir)
     try:
         return sorted(p.name for p in root.iterdir() if p.is_dir() and ID_PATTERN.match(p.name))
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise DataError(f"cannot read the data store {root}: {exc.strerror or exc}") from None
 
 
 def _looks_like_path(value: str | os.PathLike[str]) -> bool:

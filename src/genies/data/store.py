@@ -28,7 +28,14 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from genies.data.loading import ID_PATTERN, IMPORT_HINT, distributions_root, file_key, list_distribution_ids
+from genies.data.loading import (
+    ID_PATTERN,
+    IMPORT_HINT,
+    check_data_dir,
+    distributions_root,
+    file_key,
+    list_distribution_ids,
+)
 from genies.data.validation import SPLITS, DistributionReport, check_distribution, read_json, summarize
 from genies.errors import DataError, ValidationError
 from genies.io import atomic_write_json
@@ -359,12 +366,18 @@ def import_data(
     progress: bool = False,
     *,
     timeout: float = 30.0,
+    strict: bool = False,
 ) -> ImportResult:
     """Import GENIES distributions into the data store, replacing what it held.
 
     ``source``: a release tarball (``.tar``/``.tar.gz``), an http(s) URL of one, or a folder with a
     ``distributions/`` sub-folder. ``timeout`` bounds the connection and every read of a download.
-    Raises DataError/ValidationError (the store left as it was) for anything unsafe or invalid.
+
+    What is refused (DataError/ValidationError, the store left as it was): anything unsafe, and any
+    file that breaks the record rules (bad JSON, a missing prompt, scores other than one 1 and some
+    0s). A distribution whose files are well-formed but meaningless (the official release's
+    ``commonsense_qa``, whose prompts are all one letter; no shift uses it) is imported and marked
+    invalid: ``data list`` shows it, runs refuse to load it. ``strict=True`` refuses those too.
     """
     start = time.perf_counter()
     src = str(source)
@@ -375,6 +388,7 @@ def import_data(
             raise DataError(f"no such file or folder: {path}")
         src = str(path.resolve())
     root = _data_dir(data_dir)
+    check_data_dir(data_dir)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -394,7 +408,7 @@ def import_data(
                 skipped = _copy_tree(Path(src), staging)
             else:
                 skipped = _extract_tar(Path(src), src, staging, bar)
-            infos = _validate_staged(new, src, bar)
+            infos = _validate_staged(new, src, bar, strict=strict)
             manifest = {
                 "format": MANIFEST_FORMAT,
                 "source": src,
@@ -409,7 +423,7 @@ def import_data(
     return ImportResult(root, src, infos, skipped, time.perf_counter() - start)
 
 
-def _validate_staged(new: Path, label: str, bar: Any) -> list[DistributionInfo]:
+def _validate_staged(new: Path, label: str, bar: Any, *, strict: bool = False) -> list[DistributionInfo]:
     ids = sorted(p.name for p in new.iterdir() if p.is_dir())
     if not ids:
         raise DataError(
@@ -420,7 +434,7 @@ def _validate_staged(new: Path, label: str, bar: Any) -> list[DistributionInfo]:
     for dist_id in ids:
         reports.append(check_distribution(new / dist_id, f"distributions/{dist_id}"))
         bar.advance(task)
-    errors = [p for r in reports for p in r.errors]
+    errors = [p for r in reports for p in r.errors + (r.sanity if strict else [])]
     if errors:
         raise ValidationError(f"refusing to import {label}: {summarize(errors)}")
     return [_info(r) for r in reports]
@@ -432,9 +446,10 @@ def download_data(
     progress: bool = False,
     *,
     timeout: float = 30.0,
+    strict: bool = False,
 ) -> ImportResult:
     """Download and import the official GENIES release (see ``import_data``)."""
-    return import_data(url, data_dir, progress, timeout=timeout)
+    return import_data(url, data_dir, progress, timeout=timeout, strict=strict)
 
 
 __all__ = [

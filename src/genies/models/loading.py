@@ -159,9 +159,24 @@ def is_prepared(folder: Path) -> bool:
 
 
 def ensure_converted(gguf: Path, folder: Path) -> tuple[Path, float | None]:
-    """Convert ``gguf`` into ``folder`` once (locked, atomic); return (folder, conversion seconds or None)."""
+    """Convert ``gguf`` into ``folder`` once (locked, atomic); return (folder, conversion seconds or None).
+
+    A models folder that cannot be written (a file, a path under /proc, no space) is a ModelError.
+    """
     if is_prepared(folder):
         return folder, None
+    try:
+        return _convert_locked(gguf, folder)
+    except OSError as exc:
+        blocker = next((p for p in folder.parents if p.exists()), None)
+        reason = f"{blocker} is a file" if blocker and not blocker.is_dir() else exc.strerror or str(exc)
+        raise ModelError(
+            f"cannot write the converted model to {folder}: {reason}",
+            hint="set GENIES_MODELS_DIR to a writable folder",
+        ) from None
+
+
+def _convert_locked(gguf: Path, folder: Path) -> tuple[Path, float | None]:
     from filelock import FileLock
 
     folder.parent.mkdir(parents=True, exist_ok=True)

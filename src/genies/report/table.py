@@ -2,8 +2,13 @@
 
 Reads ``<suite>.json`` (records.SuiteResult) or any CSV with the 11 upstream columns (ours or the
 paper's), or folders holding them. Means are plain means over the rows as listed (a suite with
-duplicated rows, such as all-paper, weights them as upstream's tables do), skipping missing values.
+duplicated rows, such as all-paper, weights them as upstream's tables do), skipping missing values;
+every mean says over how many rows it was taken, per column (``counts`` in JSON, "(10/15)" in the
+table), since a column with missing values averages fewer shifts than the suite has.
 Optionally puts the paper's numbers for the same shifts beside each row.
+
+Terminals too narrow for the wide table (e.g. 40 columns) get a stacked layout: one block per shift
+with one metric per line, so no number is cut to "…" and no shift name is folded one letter a line.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from genies.records import UPSTREAM_CSV_COLUMNS, ShiftResult, SuiteResult
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
 #: Numeric columns that get means, with their short table headers.
 MEAN_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -58,6 +64,21 @@ def _num(value: Any) -> float | None:
     return None if math.isnan(x) else x
 
 
+def _cell(value: Any, path: Path, line: int, column: str) -> float | None:
+    """A numeric CSV cell: empty → None; anything that is not a finite number is a DataError."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, str) and not value.strip():
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        x = math.nan
+    if not math.isfinite(x) or isinstance(value, bool):
+        raise DataError(f"{path}: line {line}: {column} is not a number: {str(value)[:40]!r}")
+    return x
+
+
 def _text(value: Any) -> str | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
@@ -78,23 +99,25 @@ def read_csv_result(path: Path) -> SuiteResult:
     import pandas as pd
 
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, dtype=str)  # cells parsed below, so "abc" or "true" is an error
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read results CSV {path}: {str(exc).splitlines()[0]}") from None
     missing = [c for c in UPSTREAM_CSV_COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"{path} is not a results table: missing column {missing[0]!r}")
     rows = []
-    for rec in df.to_dict("records"):
-        cat, group = _category(str(rec["source"]), str(rec["target"]))
+    for line, rec in enumerate(df.to_dict("records"), start=2):  # line 1 is the header
+        names = {c: _text(rec[c]) for c in ("source", "target", "target_reference")}
+        for c, name in names.items():
+            if name is None or not name.strip():
+                raise DataError(f"{path}: line {line}: {c} is empty")
+        cat, group = _category(names["source"], names["target"])  # type: ignore[arg-type]
         rows.append(
             ShiftResult(
-                source=str(rec["source"]),
-                target=str(rec["target"]),
-                target_reference=str(rec["target_reference"]),
+                **names,  # type: ignore[arg-type]
                 category=cat,
                 group=group,
-                **{c: _num(rec[c]) for c, _ in MEAN_COLUMNS},
+                **{c: _cell(rec[c], path, line, c) for c, _ in MEAN_COLUMNS},
                 baseline_intervention=_text(rec["baseline_intervention"]),
                 target_tuned_capability_intervention=_text(rec["target_tuned_capability_intervention"]),
             )
@@ -115,7 +138,7 @@ def _is_suite_json(path: Path) -> bool:
     try:
         with open(path, encoding="utf-8") as fh:
             head = fh.read(4096)
-    except OSError:
+    except (OSError, ValueError):  # unreadable, or not UTF-8: not one of ours
         return False
     return '"suite_result"' in head
 
@@ -173,20 +196,43 @@ def attach_paper(loaded: LoadedResult, paper_model: str, store: str | Path | Non
 # ------------------------------------------------------------------------------------------- summaries
 
 
+def _present(values: Iterable[float | None]) -> list[float]:
+    return [v for v in values if v is not None and not math.isnan(v)]
+
+
 def _mean(values: Iterable[float | None]) -> float | None:
-    xs = [v for v in values if v is not None and not math.isnan(v)]
+    xs = _present(values)
     return sum(xs) / len(xs) if xs else None
 
 
 def means(rows: Sequence[ShiftResult]) -> dict[str, float | None]:
+    """Per column, the mean over the rows that have a value (None when none has)."""
     return {c: _mean(getattr(r, c) for r in rows) for c, _ in MEAN_COLUMNS}
 
 
-def category_means(rows: Sequence[ShiftResult]) -> dict[str, dict[str, float | None]]:
+def mean_counts(rows: Sequence[ShiftResult]) -> dict[str, int]:
+    """Per column, how many of ``rows`` its mean averages (rows with a missing value are skipped)."""
+    return {c: len(_present(getattr(r, c) for r in rows)) for c, _ in MEAN_COLUMNS}
+
+
+def mean_summary(rows: Sequence[ShiftResult]) -> dict[str, Any]:
+    """``{"rows": N, "counts": {column: rows averaged}, column: mean, …}`` for JSON output."""
+    return {"rows": len(rows), "counts": mean_counts(rows), **means(rows)}
+
+
+def _by_category(rows: Sequence[ShiftResult]) -> dict[str, list[ShiftResult]]:
     cats: dict[str, list[ShiftResult]] = {}
     for r in rows:
         cats.setdefault(r.category or "uncategorized", []).append(r)
-    return {c: {"n": len(rs), **means(rs)} for c, rs in cats.items()}
+    return cats
+
+
+def category_means(rows: Sequence[ShiftResult]) -> dict[str, dict[str, Any]]:
+    return {c: mean_summary(rs) for c, rs in _by_category(rows).items()}
+
+
+def _paper_for(loaded: LoadedResult, rows: Sequence[ShiftResult]) -> list[dict[str, float | None]]:
+    return [loaded.paper.get((r.source, r.target), {}) for r in rows]
 
 
 def summary_json(loaded: LoadedResult) -> dict[str, Any]:
@@ -199,12 +245,16 @@ def summary_json(loaded: LoadedResult) -> dict[str, Any]:
         "ttc": res.ttc,
         "rows": [r.model_dump(mode="json") for r in res.rows],
         "category_means": category_means(res.rows),
-        "suite_mean": {"n": len(res.rows), **means(res.rows)},
+        "suite_mean": mean_summary(res.rows),
     }
     if loaded.paper:
         doc["paper"] = [{"source": s, "target": t, **vals} for (s, t), vals in loaded.paper.items()]
-        paper_for_rows = [loaded.paper.get((r.source, r.target), {}) for r in res.rows]
-        doc["paper_suite_mean"] = {c: _mean(p.get(c) for p in paper_for_rows) for c in PAPER_COLUMNS}
+        pvs = _paper_for(loaded, res.rows)
+        doc["paper_suite_mean"] = {
+            "rows": len(res.rows),
+            "counts": {c: len(_present(p.get(c) for p in pvs)) for c in PAPER_COLUMNS},
+            **{c: _mean(p.get(c) for p in pvs) for c in PAPER_COLUMNS},
+        }
     return doc
 
 
@@ -220,10 +270,28 @@ def _fmt(x: float | None, ci: tuple[float, float] | None = None) -> str:
     return s
 
 
-def render(loaded: LoadedResult, console: Console) -> None:
-    """Print one result as a rich table: rows, then category means, then the suite mean."""
-    from rich.table import Table
+def _fmt_mean(x: float | None, count: int, total: int) -> str:
+    """A mean cell; "(k/n)" when it averages only k of the n rows (the others lack the value)."""
+    return _fmt(x) + (f" [dim]({count}/{total})[/]" if count < total else "")
 
+
+def _shift_label(r: ShiftResult) -> str:
+    ref = f" @{r.target_reference}" if r.target_reference != r.target else ""
+    return f"{r.source} → {r.target}{ref}"
+
+
+def _row_cells(r: ShiftResult) -> list[str]:
+    return [
+        _fmt(r.generalization_accuracy, r.generalization_accuracy_ci),
+        _fmt(r.baseline_accuracy),
+        _fmt(r.target_tuned_capability),
+        _fmt(r.source_ID_accuracy),
+        _fmt(r.RMS_calibration_error),
+        _fmt(r.differential_elicitation, r.differential_elicitation_ci),
+    ]
+
+
+def _titles(loaded: LoadedResult) -> tuple[str, str]:
     res = loaded.result
     model = res.model.get("name") if res.model else None
     title = f"{res.intervention} on {res.suite}" + (f" — {model}" if model else "")
@@ -232,54 +300,141 @@ def render(loaded: LoadedResult, console: Console) -> None:
         + (f" · TTC {res.ttc}" if res.ttc else "")
         + (f" · limit {res.limit}" if res.limit else "")
     )
-    caption = sub + " · DE = differential elicitation, (…) = 95% bootstrap CI"
-    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+    return title, sub
+
+
+def _partial_notes(label: str, rows: Sequence[ShiftResult]) -> list[str]:
+    """E.g. "mean: genies — DE mean over 10 of 15 shifts" for every column that lacks values."""
+    counts, n = mean_counts(rows), len(rows)
+    headers = dict(MEAN_COLUMNS)
+    return [
+        f"{label} — {headers[c]} mean over {k} of {n} shift{'s' * (n != 1)}"
+        for c, k in counts.items()
+        if k < n
+    ]
+
+
+def _mean_groups(res: SuiteResult) -> list[tuple[str, list[ShiftResult], str]]:
+    """(label, rows, style) of every mean row: per category (when there are several), then the suite."""
+    cats = _by_category(res.rows)
+    groups = [(f"mean: {c}", rs, "bold") for c, rs in cats.items()] if len(cats) > 1 else []
+    return [*groups, (f"mean: {res.suite}", list(res.rows), "bold cyan")]
+
+
+def wide_table(loaded: LoadedResult) -> Table:
+    """The full table: one row per shift, then category means and the suite mean."""
+    from rich.table import Table
+
+    res = loaded.result
+    title, sub = _titles(loaded)
+    notes = [sub + " · DE = differential elicitation, (…) = 95% bootstrap CI"]
+    if any(k < len(res.rows) for k in mean_counts(res.rows).values()):
+        notes.append("(k/n) = a mean over only the k of n shifts that have the value")
+        notes += _partial_notes(f"mean: {res.suite}", res.rows)
+    table = Table(title=title, caption="\n".join(notes), title_justify="left", caption_justify="left")
     table.add_column("shift", overflow="fold")
-    table.add_column("category")
-    for _, header in MEAN_COLUMNS:
-        table.add_column(header, justify="right")
-    table.add_column("TTC by")
+    table.add_column("category", overflow="fold")
+    for _, header in MEAN_COLUMNS:  # numbers never wrap: the layout switches to stacked instead
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("TTC by", overflow="fold")
     paper = bool(loaded.paper)
     if paper:
-        table.add_column("paper gen", justify="right", style="magenta")
-        table.add_column("paper DE", justify="right", style="magenta")
+        table.add_column("paper gen", justify="right", style="magenta", no_wrap=True)
+        table.add_column("paper DE", justify="right", style="magenta", no_wrap=True)
 
     for r in res.rows:
-        shift = f"{r.source} → {r.target}" + (
-            f" @{r.target_reference}" if r.target_reference != r.target else ""
-        )
-        cells = [
-            _fmt(r.generalization_accuracy, r.generalization_accuracy_ci),
-            _fmt(r.baseline_accuracy),
-            _fmt(r.target_tuned_capability),
-            _fmt(r.source_ID_accuracy),
-            _fmt(r.RMS_calibration_error),
-            _fmt(r.differential_elicitation, r.differential_elicitation_ci),
+        row = [
+            _shift_label(r),
+            r.category or "",
+            *_row_cells(r),
+            r.target_tuned_capability_intervention or "",
         ]
-        row = [shift, r.category or "", *cells, r.target_tuned_capability_intervention or ""]
         if paper:
             pv = loaded.paper.get((r.source, r.target), {})
             row += [_fmt(pv.get("generalization_accuracy")), _fmt(pv.get("differential_elicitation"))]
         table.add_row(*row)
 
-    def add_mean(label: str, rows: Sequence[ShiftResult], style: str) -> None:
-        m = means(rows)
-        row = [label, f"{len(rows)} shifts", *(_fmt(m[c]) for c, _ in MEAN_COLUMNS), ""]
+    groups = _mean_groups(res)
+    for i, (label, rows, style) in enumerate(groups):
+        if i == 0 or i == len(groups) - 1:
+            table.add_section()
+        m, counts, n = means(rows), mean_counts(rows), len(rows)
+        row = [
+            label,
+            f"{n} shift{'s' * (n != 1)}",
+            *(_fmt_mean(m[c], counts[c], n) for c, _ in MEAN_COLUMNS),
+            "",
+        ]
         if paper:
-            pvs = [loaded.paper.get((r.source, r.target), {}) for r in rows]
-            row += [_fmt(_mean(p.get(c) for p in pvs)) for c in PAPER_COLUMNS]
+            pvs = _paper_for(loaded, rows)
+            row += [
+                _fmt_mean(_mean(p.get(c) for p in pvs), len(_present(p.get(c) for p in pvs)), n)
+                for c in PAPER_COLUMNS
+            ]
         table.add_row(*row, style=style)
+    return table
 
-    cats: dict[str, list[ShiftResult]] = {}
+
+def _fits(console: Console, table: Table) -> bool:
+    """Whether ``table`` fits the console without cutting a number (its minimum width fits)."""
+    from rich.measure import Measurement
+
+    unbounded = console.options.update_width(1 << 20)  # measure the table, not the console
+    return Measurement.get(console, unbounded, table).minimum <= console.width
+
+
+def _stacked(loaded: LoadedResult, console: Console) -> None:
+    """The narrow layout: a block per shift and per mean, one ``label value`` line per metric."""
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
+    res = loaded.result
+    title, sub = _titles(loaded)
+    console.print(Text(title, style="bold"))
+    console.print(Text(sub + " · DE = differential elicitation, (…) = 95% bootstrap CI", style="dim"))
+    labels = [h for _, h in MEAN_COLUMNS]
+
+    label_width = max(len(h) for h in [*labels, "category", "TTC by", "paper gen"])
+
+    def block(head: str, values: list[tuple[str, str]], style: str = "bold") -> None:
+        console.print()
+        console.print(Text(head, style=style))
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True, style="dim", min_width=label_width)
+        grid.add_column(overflow="fold")
+        for k, v in values:
+            grid.add_row(k, v)
+        console.print(Padding(grid, (0, 0, 0, 2), expand=False))
+
     for r in res.rows:
-        cats.setdefault(r.category or "uncategorized", []).append(r)
-    if len(cats) > 1:
-        table.add_section()
-        for cat, rows in cats.items():
-            add_mean(f"mean: {cat}", rows, "bold")
-    table.add_section()
-    add_mean(f"mean: {res.suite}", res.rows, "bold cyan")
-    console.print(table)
+        values = list(zip(labels, _row_cells(r), strict=True))
+        if r.category:
+            values.insert(0, ("category", r.category))
+        values.append(("TTC by", r.target_tuned_capability_intervention or "–"))
+        if loaded.paper:
+            pv = loaded.paper.get((r.source, r.target), {})
+            values += [
+                ("paper gen", _fmt(pv.get("generalization_accuracy"))),
+                ("paper DE", _fmt(pv.get("differential_elicitation"))),
+            ]
+        block(_shift_label(r), values)
+    for label, rows, style in _mean_groups(res):
+        m, counts, n = means(rows), mean_counts(rows), len(rows)
+        values = [
+            (h, _fmt(m[c]) + (f" [dim](over {counts[c]} of {n})[/]" if counts[c] < n else ""))
+            for c, h in MEAN_COLUMNS
+        ]
+        block(f"{label} ({n} shift{'s' * (n != 1)})", values, style)
+
+
+def render(loaded: LoadedResult, console: Console) -> None:
+    """Print one result: the wide table when it fits the console, else the stacked layout."""
+    table = wide_table(loaded)
+    if _fits(console, table):
+        console.print(table)
+    else:
+        _stacked(loaded, console)
 
 
 def render_suite_result(result: SuiteResult, console: Console, path: Path | None = None) -> None:
