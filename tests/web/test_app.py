@@ -179,6 +179,9 @@ def test_results_table_sorts_and_filters(env):
     desc = _column(get(env, "/results?sort=differential_elicitation&order=desc"), de)
     values = [float(re.sub(r"<.*", "", v)) for v in desc if not v.startswith("–")]
     assert values == sorted(values, reverse=True) and desc[-1].startswith("–")
+    pivot = page.split("DE by category", 1)[1].split("</table>", 1)[0]
+    difficulty = re.search(r"<td>difficulty</td>(.*?)</tr>", pivot, flags=re.S).group(1)
+    assert re.findall(r">(-?[0-9.]+|–)<", difficulty) == ["0.450", "0.300"]  # few_shot, zero_shot columns
     enc = get(env, "/results?category=encoding")
     assert len(rows_of(enc, "results-table")) == 2
     fs = get(env, "/results?category=encoding&intervention=few_shot")

@@ -26,6 +26,7 @@ header must name the bound address (DNS-rebinding guard).
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import time
@@ -43,6 +44,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from genies.data import Example
 from genies.errors import GeniesError
 from genies.shifts import CATEGORIES, CATEGORY_EXPLANATIONS, CATEGORY_GROUP, get_suite
 from genies.web.evaluations import WRONG_BELOW, Evaluation, EvaluationIndex
@@ -54,6 +56,7 @@ from genies.web.tables import COLUMNS, results_table
 HERE = Path(__file__).parent
 PAGE_SIZE = 25
 PREVIEW_CHARS = 220
+SIMILAR = 0.5  # line-similarity above which a response's edits are marked
 SAFE_METHODS = ("GET", "HEAD")
 SECURITY_HEADERS = [
     (
@@ -133,6 +136,30 @@ def _p_class(p: float | None) -> str:
     if p is None:
         return "na"
     return "wrong" if p < WRONG_BELOW else ("tie" if p == WRONG_BELOW else "right")
+
+
+def response_marks(example: Example) -> dict[int, list[tuple[str, bool]]]:
+    """For each response that is an edit of the preferred one: its lines, True where they differ.
+
+    Many distributions (code_hard, math, ...) make the worse responses by editing the preferred
+    one; marking the edited lines shows at a glance what a reward model has to notice. Responses
+    that share less than ``SIMILAR`` of their lines with the preferred one are left unmarked.
+    """
+    best = example.best.splitlines()
+    out: dict[int, list[tuple[str, bool]]] = {}
+    for j, (text, _) in enumerate(example.responses):
+        if j == example.best_index:
+            continue
+        lines = text.splitlines()
+        matcher = difflib.SequenceMatcher(None, best, lines, autojunk=False)
+        if len(lines) < 2 or matcher.ratio() < SIMILAR:
+            continue
+        changed = [True] * len(lines)
+        for block in matcher.get_matching_blocks():
+            for k in range(block.b, block.b + block.size):
+                changed[k] = False
+        out[j] = list(zip(lines, changed, strict=True))
+    return out
 
 
 def _environment() -> jinja2.Environment:
@@ -255,6 +282,10 @@ class Browser:
         shown = matches[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
         examples = [view.split.examples[i] for i in shown]
         q, wrong_key = request.query_params.get("q", ""), wrong.key if wrong else None
+        head, tail = self.data.template(view)
+
+        def core(prompt: str) -> str:
+            return prompt[len(head) : len(prompt) - len(tail)] if prompt.startswith(head) else prompt
 
         def page_link(p: int) -> str:
             return _link(f"/d/{dist_id}", split=split, q=q, wrong=wrong_key, page=p)
@@ -271,6 +302,9 @@ class Browser:
             fresh=fresh,
             stale=stale,
             page_link=page_link,
+            head=head,
+            tail=tail,
+            core=core,
             matches=matches,
             examples=examples,
             page=page,
@@ -293,6 +327,7 @@ class Browser:
         pos = order.index(index)
         example = view.split.examples[index]
         pairs = {e.key: e.pairs_of(index) for e in fresh}
+        marks = response_marks(example)
         return self.render(
             request,
             "example.html",
@@ -301,6 +336,7 @@ class Browser:
             split=split,
             splits=SPLITS,
             example=example,
+            marks=marks,
             index=index,
             q=request.query_params.get("q", ""),
             wrong=wrong,
@@ -359,6 +395,8 @@ class Browser:
             rows=rows,
             genies=shift.id in self.genies_ids,
             src_ex=src.split.examples[i] if n else None,
+            src_marks=response_marks(src.split.examples[i]) if n else {},
+            tgt_marks=response_marks(tgt.split.examples[i]) if n else {},
             tgt_ex=tgt.split.examples[i] if n else None,
         )
 

@@ -13,6 +13,7 @@ the browser open a file outside the store.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,11 +21,12 @@ from pathlib import Path
 
 from genies.data import DistributionInfo, Split, list_distributions, load_distribution
 from genies.data.loading import distributions_root, file_key
-from genies.errors import DataError, GeniesError
+from genies.errors import DataError
 from genies.shifts import Shift, get_suite
 
 SPLITS = ("test", "train")  # test first: it is what evaluations score
 _SEARCH_CACHE = 8  # splits whose lower-cased search text is kept
+MIN_TEMPLATE = 12  # shorter shared beginnings/ends are shown in previews
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class DataIndex:
         self.infos: dict[str, DistributionInfo] = {i.id: i for i in infos}
         self.shifts: list[Shift] = get_suite("all")
         self._search: OrderedDict[tuple, list[str]] = OrderedDict()
+        self._templates: dict[tuple, tuple[str, str]] = {}
         self._lock = threading.Lock()
 
     # ----------------------------------------------------------------------------------- lookups
@@ -93,6 +96,28 @@ class DataIndex:
                 self._search.popitem(last=False)
         return texts
 
+    def template(self, view: SplitView) -> tuple[str, str]:
+        """(beginning, end) every prompt of the split shares, cut at line breaks ("" if short).
+
+        Many distributions wrap every prompt in the same instruction template; list previews show
+        what differs between examples instead of the template.
+        """
+        path = distributions_root(self.data_dir) / view.distribution / f"{view.split.name}.json"
+        key = (view.distribution, view.split.name, file_key(path))
+        with self._lock:
+            if key in self._templates:
+                return self._templates[key]
+        prompts = [ex.prompt for ex in view.split.examples]
+        head = _cut(os.path.commonprefix(prompts), at_end=True) if len(prompts) > 1 else ""
+        rest = [p[len(head) :] for p in prompts]
+        tail = (
+            _cut(os.path.commonprefix([r[::-1] for r in rest])[::-1], at_end=False) if len(rest) > 1 else ""
+        )
+        found = (head if len(head) >= MIN_TEMPLATE else "", tail if len(tail) >= MIN_TEMPLATE else "")
+        with self._lock:
+            self._templates[key] = found
+        return found
+
     def search(self, view: SplitView, query: str) -> list[int]:
         """Indices of the examples whose prompt or a response contains ``query`` (case-insensitive)."""
         needle = query.casefold().strip()
@@ -101,6 +126,10 @@ class DataIndex:
         return [i for i, text in enumerate(self._haystack(view)) if needle in text]
 
 
-def load_error(exc: GeniesError) -> str:
-    """A one-line reason a split cannot be shown."""
-    return str(exc)
+def _cut(common: str, *, at_end: bool) -> str:
+    """A shared prefix (``at_end``) or suffix trimmed to whole lines, so no word is split."""
+    if at_end:
+        i = common.rfind("\n")
+        return common[: i + 1] if i >= 0 else ""
+    i = common.find("\n")
+    return common[i:] if i >= 0 else ""

@@ -82,6 +82,17 @@ class MeanRow:
 
 
 @dataclass
+class Pivot:
+    """Mean of one metric per category (rows) and result (columns)."""
+
+    metric: str
+    header: str
+    categories: list[str]
+    groups: list[str]
+    cells: dict[tuple[str, str], float | None]  # (category, group) -> mean; absent: no rows
+
+
+@dataclass
 class Table:
     columns: tuple[Column, ...]
     rows: list[Row]
@@ -91,6 +102,7 @@ class Table:
     choices: dict[str, list[str]]  # the values each filter offers (over all rows, unfiltered)
     category_means: list[MeanRow] = field(default_factory=list)  # per (intervention, category)
     overall_means: list[MeanRow] = field(default_factory=list)  # per result
+    pivots: list[Pivot] = field(default_factory=list)  # DE and generalization accuracy by category
 
 
 def model_name(result: SuiteResult) -> str:
@@ -147,6 +159,28 @@ def _means_of(rows: Sequence[Row]) -> dict[str, float | None]:
     return means(as_results)
 
 
+def _group(row: Row) -> str:
+    return f"{row.model} · {row.intervention} · {row.suite}"
+
+
+def pivot(rows: Sequence[Row], metric: str) -> Pivot:
+    """Per-category means of ``metric`` with one column per result, categories in registry order."""
+    from genies.shifts import CATEGORIES
+
+    header = next(c.header for c in METRICS if c.key == metric)
+    groups = list(dict.fromkeys(_group(r) for r in rows))
+    present = {r.category for r in rows}
+    cats = [c for c in CATEGORIES if c in present] + sorted(present - set(CATEGORIES))
+    cells: dict[tuple[str, str], float | None] = {}
+    for cat in cats:
+        for g in groups:
+            vals = [r.values[metric] for r in rows if r.category == cat and _group(r) == g]
+            if vals:
+                xs = [v for v in vals if v is not None]
+                cells[(cat, g)] = sum(xs) / len(xs) if xs else None
+    return Pivot(metric, header, cats, groups, cells)
+
+
 def results_table(
     results: Sequence[tuple[str, SuiteResult]],
     *,
@@ -175,10 +209,11 @@ def results_table(
     groups: dict[tuple[str, str], list[Row]] = {}
     per_result: dict[str, list[Row]] = {}
     for r in rows:
-        groups.setdefault((f"{r.model} · {r.intervention} · {r.suite}", r.category), []).append(r)
-        per_result.setdefault(f"{r.model} · {r.intervention} · {r.suite}", []).append(r)
+        groups.setdefault((_group(r), r.category), []).append(r)
+        per_result.setdefault(_group(r), []).append(r)
     cat_means = [
         MeanRow(f"{who} · {cat}", len(rs), _means_of(rs)) for (who, cat), rs in sorted(groups.items())
     ]
     overall = [MeanRow(who, len(rs), _means_of(rs)) for who, rs in per_result.items()]
-    return Table(COLUMNS, rows, sort, descending, filters, choices, cat_means, overall)
+    pivots = [pivot(rows, m) for m in ("differential_elicitation", "generalization_accuracy")] if rows else []
+    return Table(COLUMNS, rows, sort, descending, filters, choices, cat_means, overall, pivots)
