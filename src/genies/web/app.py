@@ -249,6 +249,23 @@ class Browser:
             matches = [i for i in matches if i in bad]
         return matches, wrong
 
+    def _split_context(self, request: Request, dist_id: str, split: str) -> tuple[SplitView, list[int], dict]:
+        """The split, the selected example indices, and the context its pages share."""
+        view = self._view(dist_id, split)
+        fresh, stale = self._evaluations(view)
+        matches, wrong = self._selection(request, view, fresh)
+        context = {
+            "info": self.data.info(dist_id),
+            "view": view,
+            "split": split,
+            "splits": SPLITS,
+            "q": request.query_params.get("q", ""),
+            "wrong": wrong,
+            "fresh": fresh,
+            "stale": stale,
+        }
+        return view, matches, context
+
     # ---------------------------------------------------------------- pages
 
     def index(self, request: Request) -> Response:
@@ -274,14 +291,12 @@ class Browser:
     def distribution(self, request: Request) -> Response:
         dist_id = request.path_params["dist"]
         split = request.query_params.get("split", "test")
-        view = self._view(dist_id, split)
-        fresh, stale = self._evaluations(view)
-        matches, wrong = self._selection(request, view, fresh)
+        view, matches, context = self._split_context(request, dist_id, split)
         n_pages = max(1, math.ceil(len(matches) / PAGE_SIZE))
         page = min(_int(request, "page", 1, lo=1), n_pages)
         shown = matches[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
         examples = [view.split.examples[i] for i in shown]
-        q, wrong_key = request.query_params.get("q", ""), wrong.key if wrong else None
+        q, wrong_key = context["q"], context["wrong"].key if context["wrong"] else None
         head, tail = self.data.template(view)
 
         def core(prompt: str) -> str:
@@ -293,14 +308,7 @@ class Browser:
         return self.render(
             request,
             "distribution.html",
-            info=self.data.info(dist_id),
-            view=view,
-            split=split,
-            splits=SPLITS,
-            q=q,
-            wrong=wrong,
-            fresh=fresh,
-            stale=stale,
+            **context,
             page_link=page_link,
             head=head,
             tail=tail,
@@ -315,33 +323,24 @@ class Browser:
 
     def example(self, request: Request) -> Response:
         dist_id, split, index = (request.path_params[k] for k in ("dist", "split", "index"))
-        view = self._view(dist_id, split)
+        view, matches, context = self._split_context(request, dist_id, split)
         if not 0 <= index < len(view.split):
             raise HTTPException(
                 404, f"{dist_id}/{split} has {len(view.split)} examples; there is no example {index}"
             )
-        fresh, stale = self._evaluations(view)
-        matches, wrong = self._selection(request, view, fresh)
         # Prev/next move within the selection; an example outside it still shows, with plain neighbours.
         order = matches if index in matches else list(range(len(view.split)))
         pos = order.index(index)
         example = view.split.examples[index]
-        pairs = {e.key: e.pairs_of(index) for e in fresh}
+        pairs = {e.key: e.pairs_of(index) for e in context["fresh"]}
         marks = response_marks(example)
         return self.render(
             request,
             "example.html",
-            info=self.data.info(dist_id),
-            view=view,
-            split=split,
-            splits=SPLITS,
+            **context,
             example=example,
             marks=marks,
             index=index,
-            q=request.query_params.get("q", ""),
-            wrong=wrong,
-            fresh=fresh,
-            stale=stale,
             pairs=pairs,
             pos=pos,
             n_sel=len(order),
