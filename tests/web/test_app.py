@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 import socket
+from pathlib import Path
 
 import pytest
 from webkit import (
@@ -356,3 +357,34 @@ def test_binds_localhost_by_default():
     import inspect
 
     assert inspect.signature(browse.callback).parameters["host"].default.default == "127.0.0.1"
+
+
+def test_start_up_parses_no_split_and_pages_parse_each_once(env, monkeypatch):
+    """The index is built from the manifest; a split is parsed on its first view only."""
+    from genies.data import loading, store
+    from genies.data.validation import check_distribution
+
+    calls: list[str] = []
+
+    def counting(path, *args, **kwargs):
+        calls.append(Path(path).name)
+        return check_distribution(path, *args, **kwargs)
+
+    monkeypatch.setattr(store, "check_distribution", counting)
+    monkeypatch.setattr(loading, "check_distribution", counting)
+    loading.clear_cache()
+    client = TestClient(create_app(env["data"], env["store"], env["results"]), base_url="http://127.0.0.1")
+    assert calls == []
+    for url in ("/", "/shifts", "/results", "/evaluations"):
+        assert client.get(url).status_code == 200
+    assert calls == []
+    for url in (
+        "/d/code_hard/test/0",
+        "/d/code_hard/test/1",
+        "/d/code_hard?q=apple",
+        "/d/code_hard?split=train",
+    ):
+        assert client.get(url).status_code == 200
+    assert calls == ["code_hard"]
+    assert client.get("/shifts/code_easy/code_hard").status_code == 200
+    assert calls == ["code_hard", "code_easy"]
