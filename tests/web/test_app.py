@@ -97,6 +97,9 @@ def test_distribution_page_pages_searches_and_switches_split(env):
     train = get(env, "/d/code_hard?split=train")
     assert "40 examples" in train and 'href="/d/code_hard/train/0"' in train
     assert get(env, "/d/code_hard?split=valid", 404)
+    r = env["client"].get("/d/code_hard?split=train&goto=7", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/d/code_hard/train/7"
+    assert get(env, "/d/code_hard?goto=60", 404)
     assert get(env, "/d/code_hard?page=abc", 400)
 
 
@@ -137,6 +140,8 @@ def test_filter_pairs_an_evaluation_gets_wrong(env):
     combined = get(env, f"/d/code_hard?wrong={good.key}&q=apple")
     expected = [i for i in wrong if i % 3 == 0]
     assert f"{len(expected)} of 60 examples contain “apple” and have a pair" in combined
+    assert "worst p" in page
+    assert 'href="/d/code_hard?split=train"' in page  # the split switch drops the filter
     assert get(env, "/d/code_hard?wrong=" + "0" * 64, 404)
     assert get(env, f"/d/code_hard?wrong={env['stale'].key}", 404)
 

@@ -39,7 +39,7 @@ import jinja2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -292,11 +292,21 @@ class Browser:
         dist_id = request.path_params["dist"]
         split = request.query_params.get("split", "test")
         view, matches, context = self._split_context(request, dist_id, split)
+        if request.query_params.get("goto"):
+            i = _int(request, "goto", 0)
+            if i >= len(view.split):
+                raise HTTPException(
+                    404, f"{dist_id}/{split} has {len(view.split)} examples; there is no example {i}"
+                )
+            return RedirectResponse(f"/d/{dist_id}/{split}/{i}", status_code=303)
         n_pages = max(1, math.ceil(len(matches) / PAGE_SIZE))
         page = min(_int(request, "page", 1, lo=1), n_pages)
         shown = matches[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
         examples = [view.split.examples[i] for i in shown]
-        q, wrong_key = context["q"], context["wrong"].key if context["wrong"] else None
+        wrong = context["wrong"]
+        q, wrong_key = context["q"], wrong.key if wrong else None
+        # The selected evaluation's lowest p(correct) over each shown example's pairs.
+        worst = {i: min(ps.values()) for i in shown if (ps := wrong.pairs_of(i))} if wrong else {}
         head, tail = self.data.template(view)
 
         def core(prompt: str) -> str:
@@ -310,6 +320,7 @@ class Browser:
             "distribution.html",
             **context,
             page_link=page_link,
+            worst=worst,
             head=head,
             tail=tail,
             core=core,
