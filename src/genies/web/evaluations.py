@@ -5,19 +5,20 @@ The result store keeps one ``genies.records.EvaluationRecord`` per file under
 ``read_evaluation`` below — one small function, so a change of the store's layout or record schema
 is adapted in one place — and never writes to the store.
 
-The index is built the first time a page needs it (not at start-up: a store can hold thousands of
-records) and then refreshed incrementally: a request re-lists the store's folders at most every
+The index is built in the background once the server listens (a store can hold thousands of
+records: 2,000 records of 750 pairs take ~2 s to read and ~60 MB to keep), or by the first page that
+needs it, whichever comes first; then it is refreshed incrementally: a request re-lists the store's folders at most every
 ``refresh_s`` seconds and reads only files it has not seen (or whose size/mtime changed), so an
 evaluation written by a run in progress shows up without a restart.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
 import time
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +33,13 @@ WRONG_BELOW = 0.5  # a pair is "wrong" when p(correct) < 0.5; exactly 0.5 is a t
 def read_evaluation(path: Path) -> EvaluationRecord | None:
     """The evaluation record stored at ``path``, or None if it is unreadable, invalid or incoherent.
 
-    Plain JSON + pydantic validation of ``EvaluationRecord``; a record whose file name is not its
-    key, that is not a genies evaluation, or whose ``pair_ids``/``p_correct``/``n`` disagree is
-    ignored (the store itself reports and recomputes such entries).
+    The file's JSON validated as an ``EvaluationRecord``; pydantic parses it directly, 4x faster than
+    ``json.loads`` + validation on 750-pair records, and accepts ``NaN`` as the store writes it. A
+    record whose file name is not its key, that is not a genies evaluation, or whose
+    ``pair_ids``/``p_correct``/``n`` disagree is ignored (the store reports and recomputes those).
     """
     try:
-        record = EvaluationRecord.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        record = EvaluationRecord.model_validate_json(path.read_bytes())
     except (OSError, ValueError, pydantic.ValidationError):
         return None
     if record.key != path.stem or record.origin != "genies":
@@ -47,9 +49,31 @@ def read_evaluation(path: Path) -> EvaluationRecord | None:
     return record
 
 
+class PairLayout:
+    """The pair ids of a record, parsed once and shared by every record with the same ids.
+
+    Records of one split (one per model, intervention, training distribution...) usually list the
+    same pairs in the same order; sharing the layout keeps thousands of records small (each keeps
+    only its p(correct) as an array of doubles).
+    """
+
+    def __init__(self, pair_ids: tuple[str, ...]) -> None:
+        self.pair_ids = pair_ids
+        self.example_of: list[int] = []
+        self.by_example: dict[int, list[tuple[int, int]]] = {}  # example -> [(response, position)]
+        for pos, pid in enumerate(pair_ids):
+            ex, _, resp = pid.partition("/")
+            try:
+                e, r = int(ex), int(resp)
+            except ValueError:
+                e, r = -1, -1  # not a genies pair id: never matches an example
+            self.example_of.append(e)
+            self.by_example.setdefault(e, []).append((r, pos))
+
+
 @dataclass
 class Evaluation:
-    """What the browser keeps of one record: who scored which split, and p(correct) per pair id."""
+    """What the browser keeps of one record: who scored which split, and p(correct) per pair."""
 
     key: str
     intervention: str
@@ -61,7 +85,8 @@ class Evaluation:
     limit: int | None
     created: str
     accuracy: float | None
-    p_by_pair: dict[str, float] = field(repr=False)
+    layout: PairLayout = field(repr=False)
+    p: array = field(repr=False)  # p(correct) in the layout's order
 
     @property
     def label(self) -> str:
@@ -73,18 +98,26 @@ class Evaluation:
     def short_key(self) -> str:
         return self.key[:8]
 
+    @property
+    def n(self) -> int:
+        return len(self.p)
+
     def wrong_examples(self) -> set[int]:
         """Indices of the examples with at least one pair this evaluation gets wrong."""
-        return {int(pid.split("/", 1)[0]) for pid, p in self.p_by_pair.items() if p < WRONG_BELOW}
+        ex = self.layout.example_of
+        return {ex[i] for i, p in enumerate(self.p) if p < WRONG_BELOW and ex[i] >= 0}
 
     def pairs_of(self, example_index: int) -> dict[int, float]:
         """{incorrect response index: p(correct)} for one example (empty when it was not scored)."""
-        prefix = f"{example_index}/"
-        return {int(pid[len(prefix) :]): p for pid, p in self.p_by_pair.items() if pid.startswith(prefix)}
+        return {r: self.p[pos] for r, pos in self.layout.by_example.get(example_index, ())}
 
 
-def _summary(record: EvaluationRecord) -> Evaluation:
+def _summary(record: EvaluationRecord, layouts: dict[tuple[str, ...], PairLayout]) -> Evaluation:
     acc = record.metrics.get("accuracy")
+    ids = tuple(record.pair_ids)
+    layout = layouts.get(ids)
+    if layout is None:
+        layout = layouts[ids] = PairLayout(ids)
     return Evaluation(
         key=record.key,
         intervention=record.intervention,
@@ -96,7 +129,8 @@ def _summary(record: EvaluationRecord) -> Evaluation:
         limit=record.limit,
         created=record.created,
         accuracy=None if acc is None or math.isnan(acc) else float(acc),
-        p_by_pair=dict(zip(record.pair_ids, record.p_correct, strict=True)),
+        layout=layout,
+        p=array("d", record.p_correct),
     )
 
 
@@ -109,6 +143,7 @@ class EvaluationIndex:
         self._lock = threading.Lock()
         self._files: dict[Path, tuple[int, int]] = {}  # path -> (size, mtime_ns) when read
         self._by_file: dict[Path, Evaluation | None] = {}
+        self._layouts: dict[tuple[str, ...], PairLayout] = {}
         self._checked = -math.inf
         self.build_seconds: float | None = None  # the first full scan, for the start-up log
 
@@ -143,10 +178,11 @@ class EvaluationIndex:
                 seen[path] = (st.st_size, st.st_mtime_ns)
                 if self._files.get(path) != seen[path]:
                     record = read_evaluation(path)
-                    self._by_file[path] = _summary(record) if record is not None else None
+                    self._by_file[path] = _summary(record, self._layouts) if record is not None else None
             for gone in set(self._files) - set(seen):
                 self._by_file.pop(gone, None)
             self._files = seen
+            self._layouts = {e.layout.pair_ids: e.layout for e in self._by_file.values() if e is not None}
             if self.build_seconds is None:
                 self.build_seconds = time.perf_counter() - start
             self._checked = time.monotonic()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -85,6 +86,9 @@ def serve(
             "warning: listening on every network interface; anyone who can reach this machine can read the data"
         )
     echo(f"ready{took}: http://{shown or '0.0.0.0'}:{bound}/  (read-only; Ctrl-C to stop)")
+    # Read the result store's evaluations while the first pages are requested (pages that need them
+    # wait on the index's lock instead of reading the store themselves).
+    threading.Thread(target=browser.evaluations.refresh, name="genies-evaluations", daemon=True).start()
     config = uvicorn.Config(
         app,
         log_level="warning",
