@@ -393,3 +393,14 @@ def test_start_up_parses_no_split_and_pages_parse_each_once(env, monkeypatch):
     assert calls == ["code_hard"]
     assert client.get("/shifts/code_easy/code_hard").status_code == 200
     assert calls == ["code_hard", "code_easy"]
+
+
+def test_records_of_one_split_share_their_pair_layout(env):
+    evals = {e.key: e for e in env["client"].app.state.browser.evaluations.all()}
+    good, stale, other = (evals[env[k].key] for k in ("good", "stale", "other"))
+    assert good.layout is stale.layout  # same 180 pair ids: parsed once
+    assert other.layout is not good.layout and other.n == 30
+    assert good.pairs_of(2) == {
+        j: env["good"].p_correct[env["good"].pair_ids.index(f"2/{j}")] for j in (0, 1, 3)
+    }
+    assert good.pairs_of(999) == {}
