@@ -404,3 +404,17 @@ def test_records_of_one_split_share_their_pair_layout(env):
         j: env["good"].p_correct[env["good"].pair_ids.index(f"2/{j}")] for j in (0, 1, 3)
     }
     assert good.pairs_of(999) == {}
+
+
+def test_response_marks_show_edits_of_the_preferred_response():
+    from genies.data import Example
+    from genies.web.app import response_marks
+
+    best = "def f(x):\n    y = x + 1\n    z = y * 2\n    return z\n"
+    edited = "def f(x):\n    y = x - 1\n    z = y * 2\n"  # one line changed, the return dropped
+    other = "Something else entirely,\nwritten in prose."
+    ex = Example("p", ((best, 1.0), (edited, 0.0), (other, 0.0)))
+    marks = response_marks(ex)
+    assert set(marks) == {1}  # the preferred response and the unrelated one are not marked
+    assert [k for _, k in marks[1]] == ["same", "chg", "same", "gone"]
+    assert marks[1][3][0] == "[1 line of the preferred response missing here]"

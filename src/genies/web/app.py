@@ -138,15 +138,17 @@ def _p_class(p: float | None) -> str:
     return "wrong" if p < WRONG_BELOW else ("tie" if p == WRONG_BELOW else "right")
 
 
-def response_marks(example: Example) -> dict[int, list[tuple[str, bool]]]:
-    """For each response that is an edit of the preferred one: its lines, True where they differ.
+def response_marks(example: Example) -> dict[int, list[tuple[str, str]]]:
+    """For each response that is an edit of the preferred one: its lines marked against it.
 
     Many distributions (code_hard, math, ...) make the worse responses by editing the preferred
-    one; marking the edited lines shows at a glance what a reward model has to notice. Responses
-    that share less than ``SIMILAR`` of their lines with the preferred one are left unmarked.
+    one; marking the edits shows at a glance what a reward model has to notice. Each line is
+    ``(text, "same" | "chg")``; where non-blank lines of the preferred response are missing, a
+    ``(note, "gone")`` line says how many. Responses sharing less than ``SIMILAR`` of their lines
+    with the preferred one are left unmarked.
     """
     best = example.best.splitlines()
-    out: dict[int, list[tuple[str, bool]]] = {}
+    out: dict[int, list[tuple[str, str]]] = {}
     for j, (text, _) in enumerate(example.responses):
         if j == example.best_index:
             continue
@@ -154,11 +156,18 @@ def response_marks(example: Example) -> dict[int, list[tuple[str, bool]]]:
         matcher = difflib.SequenceMatcher(None, best, lines, autojunk=False)
         if len(lines) < 2 or matcher.ratio() < SIMILAR:
             continue
-        changed = [True] * len(lines)
-        for block in matcher.get_matching_blocks():
-            for k in range(block.b, block.b + block.size):
-                changed[k] = False
-        out[j] = list(zip(lines, changed, strict=True))
+        marked: list[tuple[str, str]] = []
+        for op, a0, a1, b0, b1 in matcher.get_opcodes():
+            marked += [(line, "same" if op == "equal" else "chg") for line in lines[b0:b1]]
+            missing = sum(1 for line in best[a0:a1] if line.strip()) if op == "delete" else 0
+            if missing:
+                marked.append(
+                    (
+                        f"[{missing} line{'s' if missing > 1 else ''} of the preferred response missing here]",
+                        "gone",
+                    )
+                )
+        out[j] = marked
     return out
 
 
