@@ -416,5 +416,8 @@ def test_response_marks_show_edits_of_the_preferred_response():
     ex = Example("p", ((best, 1.0), (edited, 0.0), (other, 0.0)))
     marks = response_marks(ex)
     assert set(marks) == {1}  # the preferred response and the unrelated one are not marked
-    assert [k for _, k in marks[1]] == ["same", "chg", "same", "gone"]
-    assert marks[1][3][0] == "[1 line of the preferred response missing here]"
+    assert [kind for kind, _ in marks[1]] == ["same", "chg", "same", "gone"]
+    assert marks[1][1][1] == [("    y = x ", False), ("- ", True), ("1", False)]  # the changed word
+    assert marks[1][3][1] == [("[1 line of the preferred response missing here]", False)]
+    one_line = Example("p", (("so x = 24.", 1.0), ("so x = 25.", 0.0)))
+    assert response_marks(one_line)[1] == [("chg", [("so x = ", False), ("25", True), (".", False)])]

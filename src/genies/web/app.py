@@ -29,6 +29,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -56,7 +57,8 @@ from genies.web.tables import COLUMNS, results_table
 HERE = Path(__file__).parent
 PAGE_SIZE = 25
 PREVIEW_CHARS = 220
-SIMILAR = 0.5  # line-similarity above which a response's edits are marked
+SIMILAR = 0.5  # share of unchanged characters above which a response's edits are marked
+MAX_WORD_DIFF = 4000  # longer line pairs are marked as wholly changed
 SAFE_METHODS = ("GET", "HEAD")
 SECURITY_HEADERS = [
     (
@@ -138,36 +140,56 @@ def _p_class(p: float | None) -> str:
     return "wrong" if p < WRONG_BELOW else ("tie" if p == WRONG_BELOW else "right")
 
 
-def response_marks(example: Example) -> dict[int, list[tuple[str, str]]]:
-    """For each response that is an edit of the preferred one: its lines marked against it.
+_TOKEN = re.compile(r"\w+\s*|[^\w\s]+\s*|\s+")  # words (or punctuation runs) with their trailing spaces
+Segments = list[tuple[str, bool]]  # (text, differs from the preferred response)
 
-    Many distributions (code_hard, math, ...) make the worse responses by editing the preferred
-    one; marking the edits shows at a glance what a reward model has to notice. Each line is
-    ``(text, "same" | "chg")``; where non-blank lines of the preferred response are missing, a
-    ``(note, "gone")`` line says how many. Responses sharing less than ``SIMILAR`` of their lines
-    with the preferred one are left unmarked.
+
+def _token_diff(best: str, text: str) -> Segments:
+    """``text`` cut into runs of words that are / are not in the same place in ``best``."""
+    if len(best) + len(text) > MAX_WORD_DIFF:
+        return [(text, True)]
+    a, b = _TOKEN.findall(best), _TOKEN.findall(text)
+    out: Segments = []
+    for op, _, _, b0, b1 in difflib.SequenceMatcher(None, a, b).get_opcodes():
+        if b1 > b0:
+            out.append(("".join(b[b0:b1]), op != "equal"))
+    return out
+
+
+def response_marks(example: Example) -> dict[int, list[tuple[str, Segments]]]:
+    """For each response that is an edit of the preferred one: its lines, marked against it.
+
+    Many distributions (code_hard, math_hard, ...) make the worse responses by editing the
+    preferred one; marking the edits shows at a glance what a reward model has to notice. Each line
+    is ``(kind, segments)``: kind ``same`` (unchanged), ``chg`` (changed or new; a line that
+    replaces one line has its changed words marked) or ``gone`` (a note that non-blank lines of the
+    preferred response are missing here). Lines are diffed first and words only inside lines
+    replaced one for one, which keeps it to a few ms per example; responses of which less than
+    ``SIMILAR`` of the characters are unchanged are left unmarked.
     """
     best = example.best.splitlines()
-    out: dict[int, list[tuple[str, str]]] = {}
+    out: dict[int, list[tuple[str, Segments]]] = {}
     for j, (text, _) in enumerate(example.responses):
         if j == example.best_index:
             continue
         lines = text.splitlines()
-        matcher = difflib.SequenceMatcher(None, best, lines, autojunk=False)
-        if len(lines) < 2 or matcher.ratio() < SIMILAR:
-            continue
-        marked: list[tuple[str, str]] = []
-        for op, a0, a1, b0, b1 in matcher.get_opcodes():
-            marked += [(line, "same" if op == "equal" else "chg") for line in lines[b0:b1]]
+        marked: list[tuple[str, Segments]] = []
+        for op, a0, a1, b0, b1 in difflib.SequenceMatcher(None, best, lines, autojunk=False).get_opcodes():
+            if op == "equal":
+                marked += [("same", [(line, False)]) for line in lines[b0:b1]]
+            elif op == "replace" and a1 - a0 == b1 - b0:
+                marked += [("chg", _token_diff(x, y)) for x, y in zip(best[a0:a1], lines[b0:b1], strict=True)]
+            else:
+                marked += [("chg", [(line, True)]) for line in lines[b0:b1]]
             missing = sum(1 for line in best[a0:a1] if line.strip()) if op == "delete" else 0
             if missing:
-                marked.append(
-                    (
-                        f"[{missing} line{'s' if missing > 1 else ''} of the preferred response missing here]",
-                        "gone",
-                    )
-                )
-        out[j] = marked
+                note = f"[{missing} line{'s' if missing > 1 else ''} of the preferred response missing here]"
+                marked.append(("gone", [(note, False)]))
+        kept = sum(
+            len(part) for kind, segs in marked if kind != "gone" for part, changed in segs if not changed
+        )
+        if 2 * kept >= SIMILAR * (len(example.best) + len(text)):
+            out[j] = marked
     return out
 
 
