@@ -43,7 +43,9 @@ def env(tmp_path_factory):
         save(store, rec)
     (store / "evaluations" / "ff").mkdir(parents=True, exist_ok=True)
     (store / "evaluations" / "ff" / ("f" * 64 + ".json")).write_text("{not json")  # ignored
-    write_result(results, "m/zero_shot/genies.json", suite_result("zero_shot", ROWS_A))
+    write_result(
+        results, "m/zero_shot/genies.json", suite_result("zero_shot", ROWS_A, keys={"code_hard": good.key})
+    )
     write_result(results, "m/few_shot/genies.json", suite_result("few_shot", ROWS_B))
     (results / "m" / "broken").mkdir(parents=True)
     (results / "m" / "broken" / "genies.json").write_text('{"kind": "suite_result", "rows": 7}')
@@ -194,6 +196,10 @@ def test_results_table_sorts_and_filters(env):
     gen = _column(one, 2)  # shift, category, gen acc
     assert [g.split("<")[0] for g in gen] == ["0.720", "0.610", "0.550"]
     assert "run metadata" in one
+    wrong_links = re.findall(r'href="(/d/[^"]+)" title="the target', page)
+    assert wrong_links == [
+        f"/d/code_hard?split=test&amp;wrong={env['good'].key}"
+    ]  # only where the record exists
     assert get(env, "/results/m/broken/genies.json", 422)
     assert get(env, "/results/nope.json", 404)
 

@@ -116,9 +116,14 @@ def save(store: Path, record: EvaluationRecord) -> Path:
 
 
 def suite_result(
-    intervention: str, rows: list[tuple[str, str, str, float, float]], *, suite: str = "genies"
+    intervention: str,
+    rows: list[tuple[str, str, str, float, float]],
+    *,
+    suite: str = "genies",
+    keys: dict[str, str] | None = None,
 ) -> SuiteResult:
-    """Rows of (source, target, category, generalization accuracy, DE)."""
+    """Rows of (source, target, category, generalization accuracy, DE); ``keys``: target -> the
+    generalization evaluation's key."""
     return SuiteResult(
         suite=suite,
         intervention=intervention,
@@ -139,6 +144,7 @@ def suite_result(
                 differential_elicitation=de,
                 generalization_accuracy_ci=(g - 0.05, g + 0.05),
                 target_tuned_capability_intervention=intervention,
+                evaluation_keys={"generalization": keys[t]} if keys and t in keys else {},
             )
             for s, t, c, g, de in rows
         ],

@@ -451,6 +451,7 @@ class Browser:
         return self.render(
             request,
             "results.html",
+            evals={e.key for e in self.evaluations.all()},
             table=table,
             files=self.results.files(),
             results_dir=str(self.results_dir),
@@ -474,6 +475,7 @@ class Browser:
         return self.render(
             request,
             "result_file.html",
+            evals={e.key for e in self.evaluations.all()},
             table=table,
             entry=entry,
             res=entry.result,

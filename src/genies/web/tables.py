@@ -64,6 +64,7 @@ class Row:
     values: dict[str, float | None]
     cis: dict[str, tuple[float, float]]
     ttc_by: str | None
+    keys: dict[str, str] = field(default_factory=dict)  # role -> evaluation key (generalization, ...)
 
     @property
     def shift(self) -> str:
@@ -135,6 +136,7 @@ def rows_of(result_id: str, result: SuiteResult) -> list[Row]:
                 values={c.key: _clean(getattr(r, c.key)) for c in METRICS},
                 cis=cis,
                 ttc_by=r.target_tuned_capability_intervention,
+                keys=dict(r.evaluation_keys),
             )
         )
     return out
