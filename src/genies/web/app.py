@@ -261,7 +261,7 @@ class Browser:
         found = self.evaluations.for_split(view.distribution, view.split.name)
         fp = view.split.fingerprint
         fresh = [e for e in found if e.eval_fingerprint in (None, fp)]
-        return fresh, [e for e in found if e not in fresh]
+        return fresh, [e for e in found if e.eval_fingerprint not in (None, fp)]
 
     def _selection(
         self, request: Request, view: SplitView, fresh: list[Evaluation]
