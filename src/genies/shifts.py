@@ -120,6 +120,53 @@ _PROBING: dict[str, tuple[_Row, ...]] = {
 CATEGORIES: tuple[str, ...] = tuple(sorted(_EXTREME)) + tuple(sorted(_PROBING))
 CATEGORY_GROUP: dict[str, str] = {c: "extreme" for c in _EXTREME} | {c: "probing" for c in _PROBING}
 
+#: What each category tests, in a sentence or two (after the paper, §3, and the shifts listed above).
+#: Shown by ``genies browse`` on shift pages; plain text.
+CATEGORY_EXPLANATIONS: dict[str, str] = {
+    "context": (
+        "The same kind of questions asked in another setting: US history or math posed plainly, inside "
+        "a textbook passage, inside a piece of fiction, or as a request to write questions. Does "
+        "preference learned in one framing carry over when only the surrounding context changes?"
+    ),
+    "difficulty": (
+        "Train on easy examples, test on hard ones (alpaca, ARC, math, code, ranking logic, Raven "
+        "matrices). This is the scalable-oversight case: humans can label easy problems reliably, and "
+        "we want the reward model to stay right where labels get hard to check."
+    ),
+    "encoding": (
+        "The same instructions and answers in another surface form: translated into Spanish or written "
+        "as comma-separated words, in the prompt (input) or in the responses (output). The content "
+        "stays; only its encoding changes."
+    ),
+    "pretraining_similarity": (
+        "Targets that look little like the pretraining data: ranking-logic puzzles, Raven matrices "
+        "written out as text, words with swapped meanings, Python with counterfactual semantics. Tests "
+        "generalization to tasks the base model has rarely seen."
+    ),
+    "quality": (
+        "Train to tell bad responses from mediocre ones, test on telling good responses from better "
+        "ones (alpaca, SHP, code). Can a reward model trained where quality differences are obvious "
+        "rank responses above the quality it was trained on?"
+    ),
+    "skill": (
+        "Train on one skill, test on an unrelated one: code, math, cooking, US history, arguing a view "
+        "(change_my_view), Raven matrices. Does a notion of 'the better response' transfer across "
+        "domains?"
+    ),
+    "spurious_cues": (
+        "In the source a surface feature goes with the preferred response (length, chat style, a "
+        "literary style, a goal-pursuing persona, plain helpfulness); the target breaks that link, e.g. "
+        "short → long answers, or instructions that ask for a wrong or unhelpful answer. A model that "
+        "learned the cue instead of the intent fails."
+    ),
+    "unwanted_personas": (
+        "Targets where the preferred response follows the instruction and the other one imitates an "
+        "unwanted persona found in human text: sycophancy, common misconceptions (TruthfulQA), "
+        "intuitive-but-wrong answers (cognitive reflection tests), reward seeking, influence seeking, "
+        "gender bias. Does the model learn 'answer well' rather than 'answer as a person would'?"
+    ),
+}
+
 # all.json = extreme/all.json followed by probing/all.json. extreme/all.json concatenates its category
 # files in this order; probing/all.json is unwanted_personas, spurious_cues, then unwanted_personas
 # again with survival_influence and gender_bias swapped (_REPEATED_PERSONAS gives that second order).

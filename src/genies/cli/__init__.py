@@ -43,7 +43,7 @@ def _root(
 
 
 def _register() -> None:
-    from genies.cli import data, evaluate, models, results, run, shifts
+    from genies.cli import browse, data, evaluate, models, results, run, shifts
 
     app.add_typer(data.app, name="data", help="Import, list, show and validate GENIES distributions.")
     app.add_typer(shifts.app, name="shifts", help="List distribution shifts and suites.")
@@ -51,6 +51,7 @@ def _register() -> None:
     app.add_typer(results.app, name="results", help="Show results tables and the paper's numbers.")
     evaluate.register(app)
     run.register(app)
+    browse.register(app)
 
 
 _register()
