@@ -297,6 +297,12 @@ CASES: list[Case] = [
     C("table-text-file", "results", "table", "{file}", says="is not a genies suite result"),
     C("table-wrong-suite", "results", "table", "{result_json}", "--suite", "genies", says="not 'genies'"),
     C("table-paper-not-imported", "results", "table", "{result_json}", "--paper", "llama-30b", says="no imported paper results"),
+    # --- browse (each fails before the server binds a port)
+    C("browse-data-dir-is-a-file", "browse", "--data-dir", "{file}", says="is a file"),
+    C("browse-empty-data-dir", "browse", "--data-dir", "{dir}", says="no distributions"),
+    C("browse-port-out-of-range", "browse", "--port", "99999", says="--port must be between"),
+    C("browse-port-not-a-number", "browse", "--port", "x", exit=2, says="Invalid value"),
+    C("browse-results-is-a-file", "browse", "--results", "{file}", says="is not a folder"),
     # --- evaluate
     C("evaluate-no-options", "evaluate", "-i", "zero_shot", exit=2, says="Missing option"),
     C("evaluate-unknown-intervention", "evaluate", "-i", "zero_shoot", "-m", "{tiny}", "-d", "toy_a", says="did you mean 'zero_shot'"),

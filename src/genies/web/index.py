@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genies.data import DistributionInfo, Split, list_distributions, load_distribution
-from genies.data.loading import distributions_root, file_key
+from genies.data.loading import check_data_dir, distributions_root, file_key
 from genies.errors import DataError
 from genies.shifts import Shift, get_suite
 
@@ -43,7 +43,7 @@ class DataIndex:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        root = distributions_root(data_dir)
+        root = check_data_dir(data_dir)
         if not data_dir.is_dir():
             raise DataError(f"data store {data_dir} does not exist", hint="pass --data-dir, or import data")
         infos = list_distributions(data_dir)
