@@ -5,7 +5,7 @@ Importing the CLI takes a while (numpy, pydantic, typer, rich); a Ctrl-C during 
 the ``genies`` package (importing anything inside it would first import the package root) and imports
 only the standard library, so its handler is installed within milliseconds of the interpreter
 starting. ``genies.cli.main`` takes over Ctrl-C while the command runs (work in progress is saved
-and the run can be resumed); after it returns, a Ctrl-C only ends the process with main's exit code.
+and the run can be resumed); after it returns, Ctrl-C is ignored and the process exits with main's code.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def main() -> int:
     from genies.cli import main as cli_main
 
     rc = cli_main()
-    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(rc))
+    # Ignored, not handled: the interpreter's finalisation resets Python-level handlers to SIG_DFL,
+    # and a Ctrl-C arriving then would kill the process by signal (exit -2) after its work was done.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _flush()
     return rc
 
