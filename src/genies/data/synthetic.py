@@ -55,6 +55,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,9 @@ _CAPITALS = {
     "Kenya": "Nairobi", "Argentina": "Buenos Aires", "Peru": "Lima", "Mexico": "Mexico City",
     "Cuba": "Havana", "Chile": "Santiago", "Iran": "Tehran", "Vietnam": "Hanoi",
     "Switzerland": "Bern", "the Czech Republic": "Prague", "Scotland": "Edinburgh",
+    "Indonesia": "Jakarta", "the Philippines": "Manila", "Ukraine": "Kyiv", "Romania": "Bucharest",
+    "Iceland": "Reykjavik", "Colombia": "Bogota", "Venezuela": "Caracas", "Malaysia": "Kuala Lumpur",
+    "Wales": "Cardiff", "Bulgaria": "Sofia", "Serbia": "Belgrade", "Croatia": "Zagreb",
 }
 _OPPOSITES = (
     ("hot", "cold"), ("up", "down"), ("day", "night"), ("happy", "sad"), ("fast", "slow"),
@@ -200,7 +204,25 @@ _COUNTS = {
     "sides does an octagon have": "eight", "wheels does a bicycle have": "two",
     "wheels does a tricycle have": "three", "players are on a soccer team on the field": "eleven",
 }
+# Irregular forms; the wrong answer is the regularised form a learner would guess.
+_PLURALS = {
+    "mouse": ("mice", "mouses"), "child": ("children", "childs"), "foot": ("feet", "foots"),
+    "tooth": ("teeth", "tooths"), "man": ("men", "mans"), "woman": ("women", "womans"),
+    "goose": ("geese", "gooses"), "knife": ("knives", "knifes"), "wolf": ("wolves", "wolfs"),
+    "ox": ("oxen", "oxes"), "louse": ("lice", "louses"), "half": ("halves", "halfs"),
+    "wife": ("wives", "wifes"), "shelf": ("shelves", "shelfs"), "calf": ("calves", "calfs"),
+    "loaf": ("loaves", "loafs"),
+}
+_PAST = {
+    "go": ("went", "goed"), "eat": ("ate", "eated"), "see": ("saw", "seed"), "run": ("ran", "runned"),
+    "write": ("wrote", "writed"), "swim": ("swam", "swimmed"), "buy": ("bought", "buyed"),
+    "think": ("thought", "thinked"), "take": ("took", "taked"), "give": ("gave", "gived"),
+    "sing": ("sang", "singed"), "drink": ("drank", "drinked"), "fly": ("flew", "flyed"),
+    "speak": ("spoke", "speaked"), "begin": ("began", "beginned"), "catch": ("caught", "catched"),
+    "teach": ("taught", "teached"), "bring": ("brought", "bringed"),
+}
 # fmt: on
+_LETTERS = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = (
     "January", "February", "March", "April", "May", "June",
@@ -222,12 +244,14 @@ def _count_clause(what: str) -> Callable[[str], str]:
 
 
 def _fact_problems(seed: int) -> list[Problem]:
-    """The fact pool (about 300 questions); the wrong answer of each is drawn from ``seed``."""
+    """The fact pool (about 360 questions); where a relation has no natural wrong answer (a
+    regularised plural, the day before instead of after), it is drawn from ``seed``."""
     rng = _rng(seed, "facts", "wrong answers")
     out: list[Problem] = []
 
     def add(rel: str, subject: str, truth: str, choices, questions, clause, key: str | None = None) -> None:
-        wrong = rng.choice(sorted({c for c in choices} - {truth, subject}))
+        # ``choices``: the wrong answer itself (a str) or the answers to draw it from
+        wrong = choices if isinstance(choices, str) else rng.choice(sorted(set(choices) - {truth, subject}))
         problem = {"task": "fact", "relation": rel, "subject": subject}
         out.append(Problem(key or f"{rel}:{subject}", problem, truth, wrong, tuple(questions), clause))
 
@@ -261,11 +285,25 @@ def _fact_problems(seed: int) -> list[Problem]:
         add("color", thing, color, _COLORS.values(), qs, lambda c, t=thing: f"{t} is {c}")
     for what, n in _COUNTS.items():
         add("count", what, n, _COUNTS.values(), (f"How many {what}?",), _count_clause(what))
-    for kind, seq in (("day", _DAYS), ("month", _MONTHS)):
+    for word, (plural, regular) in _PLURALS.items():
+        qs = (f'What is the plural of "{word}"?', f'How do you write "{word}" in the plural?')
+        add("plural", word, plural, regular, qs, lambda w, x=word: f'the plural of "{x}" is "{w}"')
+    for verb, (past, regular) in _PAST.items():
+        qs = (f'What is the past tense of "{verb}"?', f'What is the simple past of the verb "{verb}"?')
+        add("past", verb, past, regular, qs, lambda w, x=verb: f'the past tense of "{x}" is "{w}"')
+    for kind, seq in (("day", _DAYS), ("month", _MONTHS), ("letter", _LETTERS)):
+        cyclic = kind != "letter"
         for i, x in enumerate(seq):
             after, before = seq[(i + 1) % len(seq)], seq[i - 1]
             for rel, y, other in (("after", after, before), ("before", before, after)):
-                qs = (f"Which {kind} comes right {rel} {x}?", f"What is the {kind} {rel} {x}?")
+                if not cyclic and ((rel == "after" and i == len(seq) - 1) or (rel == "before" and i == 0)):
+                    continue
+                if not cyclic and (i == 0 or i == len(seq) - 1):
+                    other = seq[i + 2] if i == 0 else seq[i - 2]  # no letter before A / after Z
+                if kind == "letter":
+                    qs = (f"Which letter comes right {rel} {x} in the alphabet?",)
+                else:
+                    qs = (f"Which {kind} comes right {rel} {x}?", f"What is the {kind} {rel} {x}?")
                 clause = lambda w, k=kind, r=rel, x=x: f"the {k} {r} {x} is {w}"  # noqa: E731
                 problem = {"task": "fact", "relation": f"{kind}_{rel}", "subject": x}
                 # the wrong answer confuses "after" with "before"; both directions share one key
@@ -309,11 +347,12 @@ _ADD_RANGES = {"add1": (1, 9), "add2": (10, 99), "add3": (100, 999)}
 _FINITE_POOLS = ("facts", "add1")
 
 
-def _finite_pool(pool: str, seed: int) -> list[Problem]:
+@lru_cache(maxsize=16)
+def _finite_pool(pool: str, seed: int) -> tuple[Problem, ...]:
     if pool == "facts":
-        return _fact_problems(seed)
+        return tuple(_fact_problems(seed))
     lo, hi = _ADD_RANGES[pool]
-    return [_addition(seed, a, b) for a in range(lo, hi + 1) for b in range(lo, hi + 1)]
+    return tuple(_addition(seed, a, b) for a in range(lo, hi + 1) for b in range(lo, hi + 1))
 
 
 def _draw(
@@ -321,8 +360,9 @@ def _draw(
 ) -> list[tuple[Problem, int]]:
     """``n`` (problem, phrasing index) pairs from one side of the pool's train/test partition.
 
-    Finite pools are shuffled and used in cycles (distinct problems first; a later cycle uses the
-    next phrasing); large pools are sampled without repeats.
+    Finite pools are shuffled and used in cycles: distinct problems first, each with a random
+    phrasing, and a later cycle asks a problem again with its next phrasing. Large pools are sampled
+    without repeats.
     """
     rng = _rng(seed, dist_id, split, "draw")
     want_train = split == "train"
@@ -331,13 +371,14 @@ def _draw(
             p for p in _finite_pool(pool, seed) if _in_train(seed, pool, p.key, train_fraction) == want_train
         ]
         if not side:  # a tiny pool with an extreme fraction: fall back to the whole pool
-            side = _finite_pool(pool, seed)
+            side = list(_finite_pool(pool, seed))
+        base = {p.key + repr(p.problem): rng.randrange(1 << 16) for p in side}  # a random first phrasing
         out: list[tuple[Problem, int]] = []
         cycle = 0
         while len(out) < n:
             order = side[:]
             rng.shuffle(order)
-            out.extend((p, cycle) for p in order[: n - len(out)])
+            out.extend((p, base[p.key + repr(p.problem)] + cycle) for p in order[: n - len(out)])
             cycle += 1
         return out
     lo, hi = _ADD_RANGES[pool]
@@ -365,6 +406,8 @@ def truth_of(problem: dict[str, Any]) -> str:
         "color": _COLORS,
         "count": _COUNTS,
         "opposite": {x: y for a, b in _OPPOSITES for x, y in ((a, b), (b, a))},
+        "plural": {w: forms[0] for w, forms in _PLURALS.items()},
+        "past": {w: forms[0] for w, forms in _PAST.items()},
     }
     if rel in tables:
         return tables[rel][subject]
@@ -372,7 +415,7 @@ def truth_of(problem: dict[str, Any]) -> str:
         small, big = sorted(subject, key=lambda item: next(s.index(item) for s in _SIZES if item in s))
         return big if rel == "size_bigger" else small
     kind, direction = rel.split("_")
-    seq = _DAYS if kind == "day" else _MONTHS
+    seq = {"day": _DAYS, "month": _MONTHS, "letter": _LETTERS}[kind]
     i = seq.index(subject)
     return seq[(i + 1) % len(seq)] if direction == "after" else seq[i - 1]
 
@@ -626,7 +669,9 @@ class Spec:
     render: Renderer = field(repr=False)
     task: str
     planted: dict[str, str]
-    balance_length: bool = True  # resample templates so that "correct is longer" is a fair coin
+    # Resample the templates until "the correct response is longer" matches a fair coin: for
+    # families of templates (tone, effort) whose lengths would otherwise leak the answer.
+    balance_length: bool = False
 
 
 _NO_CUE = "none: the two responses share their form and differ only in the answer they state"
@@ -641,7 +686,6 @@ SPECS: tuple[Spec, ...] = (
             "cue": _NO_CUE,
             "correct_rule": "prefer the response whose sum is right",
         },
-        balance_length=False,
     ),
     Spec(
         "synth_add_3digit",
@@ -653,7 +697,6 @@ SPECS: tuple[Spec, ...] = (
             "cue": _NO_CUE,
             "correct_rule": "prefer the response whose sum is right",
         },
-        balance_length=False,
     ),
     Spec(
         "synth_add_words",
@@ -665,7 +708,6 @@ SPECS: tuple[Spec, ...] = (
             "cue": _NO_CUE,
             "correct_rule": "prefer the response whose sum is right",
         },
-        balance_length=False,
     ),
     Spec(
         "synth_facts",
@@ -701,7 +743,6 @@ SPECS: tuple[Spec, ...] = (
             "correct_rule": "prefer the true statement",
             "shortcut": "prefer the longer response (100% here)",
         },
-        balance_length=False,
     ),
     Spec(
         "synth_shorter_correct",
@@ -714,7 +755,6 @@ SPECS: tuple[Spec, ...] = (
             "correct_rule": "prefer the true statement",
             "shortcut": "prefer the longer response (0% here)",
         },
-        balance_length=False,
     ),
     Spec(
         "synth_confident_correct",
@@ -728,6 +768,7 @@ SPECS: tuple[Spec, ...] = (
             "correct_rule": "prefer the true statement",
             "shortcut": "prefer the confident, self-declared expert (100% here)",
         },
+        balance_length=True,
     ),
     Spec(
         "synth_expert_wrong",
@@ -741,6 +782,7 @@ SPECS: tuple[Spec, ...] = (
             "correct_rule": "prefer the true statement",
             "shortcut": "prefer the confident, self-declared expert (0% here)",
         },
+        balance_length=True,
     ),
     Spec(
         "synth_quality_low",
@@ -754,6 +796,7 @@ SPECS: tuple[Spec, ...] = (
             "correct_rule": "prefer the response with the right sum",
             "shortcut": "prefer the response that shows its working (100% here)",
         },
+        balance_length=True,
     ),
     Spec(
         "synth_quality_high",
@@ -767,7 +810,6 @@ SPECS: tuple[Spec, ...] = (
             "correct_rule": "prefer the response with the right sum",
             "shortcut": "prefer the response that shows its working, or the longer one (0% here)",
         },
-        balance_length=False,
     ),
 )
 DISTRIBUTION_IDS: tuple[str, ...] = tuple(s.id for s in SPECS)
