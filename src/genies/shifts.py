@@ -174,7 +174,7 @@ _SYNTHETIC: tuple[tuple[str, str, str], ...] = (
     ("synth_add_1digit", "synth_facts", "skill"),
     ("synth_facts", "synth_facts_fiction", "context"),
     ("synth_quality_low", "synth_quality_high", "quality"),
-    ("synth_longer_correct", "synth_shorter_correct", "spurious_cues"),
+    ("synth_shorter_correct", "synth_longer_correct", "spurious_cues"),
     ("synth_confident_correct", "synth_expert_wrong", "unwanted_personas"),
 )
 

@@ -158,6 +158,10 @@ def test_length_cue_is_planted_only_where_it_should_be(suite):
         return len(text)
 
     for split in ("train", "test"):
+        # the spurious source rewards "shorter", its target "longer": a length-only scorer learned on the
+        # source (prefer shorter) gets >= 95% there and <= 5% on the target, whichever way it is read
+        assert _accuracy(suite["synth_shorter_correct"][split], lambda t, r: -len(t)) >= 0.95
+        assert _accuracy(suite["synth_longer_correct"][split], lambda t, r: -len(t)) <= 0.05
         assert _accuracy(suite["synth_longer_correct"][split], by_length) >= 0.95
         assert _accuracy(suite["synth_shorter_correct"][split], by_length) <= 0.05
         assert _accuracy(suite["synth_quality_high"][split], by_length) <= 0.05  # terse vs verbose
