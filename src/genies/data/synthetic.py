@@ -35,7 +35,7 @@ Guarantees (tested in ``tests/data/test_synthetic.py``):
   (aligned with the responses' order; ``None`` for a response that answers nothing).
   :func:`truth_of` recomputes the truth from the problem alone.
 * *Only the planted cue*: where length is not the planted cue, the correct response is the longer
-  one in (close to) half of the examples; response order is a fair coin everywhere.
+  one (in characters) in about half of the examples; response order is a fair coin everywhere.
 * *No leakage*: problems are partitioned into train and test by a seeded hash, the same for every
   distribution, so no test problem of any synthetic distribution appears in any train split.
 
@@ -792,7 +792,7 @@ SPECS: tuple[Spec, ...] = (
         {
             "contrast": "a correct step-by-step answer vs an off-topic or refusing reply with no answer",
             "cue": "effort: the preferred response always shows working, the other never answers "
-            "(lengths balanced)",
+            "(lengths balanced in characters; the worked answers, dense in digits, hold more tokens)",
             "correct_rule": "prefer the response with the right sum",
             "shortcut": "prefer the response that shows its working (100% here)",
         },
