@@ -834,7 +834,8 @@ SHIFT_NOTES: dict[tuple[str, str], dict[str, str]] = {
     },
     ("synth_quality_low", "synth_quality_high"): {
         "changes": "quality: coarse (answer vs no answer) -> fine (right vs subtly wrong working)",
-        "expect": "a learner of 'shows working' (or of length) fails near 0%; a correctness learner passes",
+        "expect": "a learner of 'shows working' (or of length) fails near 0%; a correctness learner passes; "
+        "the base model's summed log-probs prefer the terse response, so zero-shot passes without checking sums",
     },
     ("synth_shorter_correct", "synth_longer_correct"): {
         "changes": "spurious cue flipped: the correct response goes from always shorter to always longer",
