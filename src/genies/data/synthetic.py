@@ -37,7 +37,10 @@ Guarantees (tested in ``tests/data/test_synthetic.py``):
 * *Only the planted cue*: where length is not the planted cue, the correct response is the longer
   one (in characters) in about half of the examples; response order is a fair coin everywhere.
 * *No leakage*: problems are partitioned into train and test by a seeded hash, the same for every
-  distribution, so no test problem of any synthetic distribution appears in any train split.
+  distribution, so no test question of any synthetic distribution appears in any train split.
+* *No answer cue*: the partition of the finite pools is stratified (by sum, by relation) and each
+  example's wrong answer is picked so that, within a split, every answer is correct about as often
+  as it is wrong; a learner of "which answers tend to be right" is at chance on every test split.
 
 Writing goes through :func:`genies.data.store.install_generated`: the new distributions are
 validated and swapped in with the rest of the store in one rename, so readers see the old suite or
@@ -53,8 +56,9 @@ import os
 import random
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -128,7 +132,7 @@ def _sentence(clause: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# problems: one underlying question with its truth and one plausible wrong answer
+# problems: one underlying question with its truth and the plausible wrong answers
 
 
 @dataclass(frozen=True)
@@ -138,15 +142,17 @@ class Problem:
     ``key`` identifies it for the train/test partition (variants of one question, e.g. "3 + 5" and
     "5 + 3" or "opposite of hot/cold", share a key); ``problem`` is the structured form that
     :func:`truth_of` reads; ``clause`` states an answer as a clause ("the capital of France is Paris")
-    for the fact pool and is None for arithmetic.
+    for the fact pool and is None for arithmetic. ``distractors`` are the wrong answers it may get;
+    the builder picks ``wrong`` among them per example (see :func:`_pick_wrong`).
     """
 
     key: str
     problem: dict[str, Any]
     truth: str
-    wrong: str
+    distractors: tuple[str, ...]
     questions: tuple[str, ...]
     clause: Callable[[str], str] | None = field(default=None, compare=False)
+    wrong: str = ""
 
 
 # Facts that even a 135M-parameter chat model mostly knows, so that the *planted* change, not missing
@@ -244,14 +250,14 @@ def _count_clause(what: str) -> Callable[[str], str]:
 
 
 def _fact_problems(seed: int) -> list[Problem]:
-    """The fact pool (about 360 questions); where a relation has no natural wrong answer (a
-    regularised plural, the day before instead of after), it is drawn from ``seed``."""
-    rng = _rng(seed, "facts", "wrong answers")
+    """The fact pool (about 340 questions). Distractors are the relation's other answers, except
+    where a natural error exists: the regularised plural or past tense, the day/month/letter on the
+    other side, the other item of a size comparison."""
     out: list[Problem] = []
 
     def add(rel: str, subject: str, truth: str, choices, questions, clause, key: str | None = None) -> None:
-        # ``choices``: the wrong answer itself (a str) or the answers to draw it from
-        wrong = choices if isinstance(choices, str) else rng.choice(sorted(set(choices) - {truth, subject}))
+        # ``choices``: the one wrong answer (a str) or the answers to choose it from
+        wrong = (choices,) if isinstance(choices, str) else tuple(sorted(set(choices) - {truth, subject}))
         problem = {"task": "fact", "relation": rel, "subject": subject}
         out.append(Problem(key or f"{rel}:{subject}", problem, truth, wrong, tuple(questions), clause))
 
@@ -292,23 +298,21 @@ def _fact_problems(seed: int) -> list[Problem]:
         qs = (f'What is the past tense of "{verb}"?', f'What is the simple past of the verb "{verb}"?')
         add("past", verb, past, regular, qs, lambda w, x=verb: f'the past tense of "{x}" is "{w}"')
     for kind, seq in (("day", _DAYS), ("month", _MONTHS), ("letter", _LETTERS)):
-        cyclic = kind != "letter"
+        n = len(seq)
         for i, x in enumerate(seq):
-            after, before = seq[(i + 1) % len(seq)], seq[i - 1]
-            for rel, y, other in (("after", after, before), ("before", before, after)):
-                if not cyclic and ((rel == "after" and i == len(seq) - 1) or (rel == "before" and i == 0)):
-                    continue
-                if not cyclic and (i == 0 or i == len(seq) - 1):
-                    other = seq[i + 2] if i == 0 else seq[i - 2]  # no letter before A / after Z
+            if kind == "letter" and i in (0, n - 1):
+                continue  # A and Z lack a neighbour on one side
+            after, before = seq[(i + 1) % n], seq[i - 1]
+            # "after x" and "before x" share a key and swap answers (the error confuses the two
+            # directions), so each answer is right once and wrong once within the key
+            for rel, truth, wrong in (("after", after, before), ("before", before, after)):
                 if kind == "letter":
                     qs = (f"Which letter comes right {rel} {x} in the alphabet?",)
                 else:
                     qs = (f"Which {kind} comes right {rel} {x}?", f"What is the {kind} {rel} {x}?")
                 clause = lambda w, k=kind, r=rel, x=x: f"the {k} {r} {x} is {w}"  # noqa: E731
                 problem = {"task": "fact", "relation": f"{kind}_{rel}", "subject": x}
-                # the wrong answer confuses "after" with "before"; both directions share one key
-                key = f"{kind}:" + "|".join(sorted((x, y)))
-                out.append(Problem(key, problem, y, other, qs, clause))
+                out.append(Problem(f"{kind}:{x}", problem, truth, (wrong,), qs, clause))
     for items in _SIZES:
         for i, small in enumerate(items):
             for big in items[i + 2 :]:
@@ -320,7 +324,7 @@ def _fact_problems(seed: int) -> list[Problem]:
                     other = {truth: wrong, wrong: truth}
                     clause = lambda t, w=word, o=other: f"{_article(t)} is {w} than {_article(o[t])}"  # noqa: E731
                     problem = {"task": "fact", "relation": f"size_{word}", "subject": [small, big]}
-                    out.append(Problem(key, problem, truth, wrong, qs, clause))
+                    out.append(Problem(key, problem, truth, (wrong,), qs, clause))
     return out
 
 
@@ -333,13 +337,12 @@ _ADD_QUESTIONS = (
 )
 
 
-def _addition(seed: int, a: int, b: int) -> Problem:
-    """``a + b`` with a wrong answer off by one (the sign drawn from the seed)."""
+def _addition(a: int, b: int) -> Problem:
+    """``a + b``, wrong answers off by one."""
     key = f"{min(a, b)}+{max(a, b)}"
-    wrong = a + b + (1 if _digest(seed, "off by one", a, b) % 2 else -1)
     problem = {"task": "addition", "a": a, "b": b, "numerals": "digits"}
     questions = tuple(q.format(a=a, b=b) for q in _ADD_QUESTIONS)
-    return Problem(key, problem, str(a + b), str(wrong), questions)
+    return Problem(key, problem, str(a + b), (str(a + b - 1), str(a + b + 1)), questions)
 
 
 # pool name -> operand range; "facts" is the fact pool. 1-digit additions are a finite pool (81).
@@ -352,7 +355,52 @@ def _finite_pool(pool: str, seed: int) -> tuple[Problem, ...]:
     if pool == "facts":
         return tuple(_fact_problems(seed))
     lo, hi = _ADD_RANGES[pool]
-    return tuple(_addition(seed, a, b) for a in range(lo, hi + 1) for b in range(lo, hi + 1))
+    return tuple(_addition(a, b) for a in range(lo, hi + 1) for b in range(lo, hi + 1))
+
+
+def _stratum(p: Problem) -> str:
+    """What a finite pool's partition keeps in proportion: the sum, or the relation of a fact."""
+    if p.problem["task"] == "addition":
+        return str(p.problem["a"] + p.problem["b"])
+    return p.problem["relation"].split("_")[0]  # "day_after" and "day_before" share keys
+
+
+@lru_cache(maxsize=64)
+def _finite_partition(pool: str, seed: int, train_fraction: float) -> frozenset[str]:
+    """The keys of a finite pool on the train side: a seeded share ``train_fraction`` of each stratum.
+
+    Stratified so that both sides hold the same mix of sums and relations: with a plain random
+    split, e.g. odd sums would be over-represented on one side and under-represented on the other,
+    and "the answer is odd" would be a cue that reverses between train and test.
+    """
+    strata: dict[str, list[str]] = {}
+    for p in _finite_pool(pool, seed):
+        keys = strata.setdefault(_stratum(p), [])
+        if p.key not in keys:
+            keys.append(p.key)
+    train: set[str] = set()
+    for keys in strata.values():
+        ranked = sorted(keys, key=lambda k: _digest(seed, "partition", pool, k))
+        train.update(ranked[: round(train_fraction * len(ranked))])
+    return frozenset(train)
+
+
+def _same_side_distractors(side: list[Problem]) -> list[Problem]:
+    """Keep the distractors that are correct answers on this side of the partition (where any are).
+
+    Otherwise test problems would get, as wrong answers, answers that are correct in train (and the
+    other way round): "Paris" correct in train, then only ever wrong in test.
+    """
+
+    def family(p: Problem) -> str:
+        return p.problem.get("relation", "addition").split("_")[0]
+
+    truths = {(family(p), p.truth) for p in side}
+    out = []
+    for p in side:
+        kept = tuple(d for d in p.distractors if (family(p), d) in truths)
+        out.append(replace(p, distractors=kept) if kept else p)
+    return out
 
 
 def _draw(
@@ -367,11 +415,11 @@ def _draw(
     rng = _rng(seed, dist_id, split, "draw")
     want_train = split == "train"
     if pool in _FINITE_POOLS:
-        side = [
-            p for p in _finite_pool(pool, seed) if _in_train(seed, pool, p.key, train_fraction) == want_train
-        ]
+        train_keys = _finite_partition(pool, seed, train_fraction)
+        side = [p for p in _finite_pool(pool, seed) if (p.key in train_keys) == want_train]
         if not side:  # a tiny pool with an extreme fraction: fall back to the whole pool
             side = list(_finite_pool(pool, seed))
+        side = _same_side_distractors(side)
         base = {p.key + repr(p.problem): rng.randrange(1 << 16) for p in side}  # a random first phrasing
         out: list[tuple[Problem, int]] = []
         cycle = 0
@@ -389,7 +437,7 @@ def _draw(
         if (a, b) in seen or _in_train(seed, pool, f"{min(a, b)}+{max(a, b)}", train_fraction) != want_train:
             continue
         seen.add((a, b))
-        drawn.append((_addition(seed, a, b), rng.randrange(len(_ADD_QUESTIONS))))
+        drawn.append((_addition(a, b), rng.randrange(len(_ADD_QUESTIONS))))
     return drawn
 
 
@@ -921,13 +969,34 @@ def _dumps(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
+def _pick_wrong(rng: random.Random, drawn: list[tuple[Problem, int]]) -> list[tuple[Problem, int]]:
+    """Choose each example's wrong answer so that, within the split, every answer is the correct
+    one about as often as the wrong one.
+
+    Without this, answer statistics are a cue that anti-generalizes: in a finite pool each answer
+    ("Paris", "10") is correct about as often as wrong overall, so after a train/test partition an
+    answer that was mostly correct in train is mostly wrong in test, and a learner of "which answers
+    tend to be right" falls *below* chance (measured: 0.33 on 1-digit sums and facts). Greedy: the
+    distractor whose answer has so far been correct more often than wrong (ties: a seeded draw).
+    """
+    balance: Counter[str] = Counter()
+    out = []
+    for p, phrasing in drawn:
+        balance[p.truth] += 1
+        best = max(balance[d] for d in p.distractors)
+        wrong = rng.choice([d for d in p.distractors if balance[d] == best])
+        balance[wrong] -= 1
+        out.append((replace(p, wrong=wrong), phrasing))
+    return out
+
+
 def build_distribution(spec: Spec, seed: int, train_size: int, test_size: int) -> dict[str, bytes]:
     """The three files (``train.json``, ``test.json``, ``metadata.json``) of one distribution."""
     fraction = _train_fraction(train_size, test_size)
     files = {}
     for split, n in (("train", train_size), ("test", test_size)):
         rng = _rng(seed, spec.id, split, "render")
-        drawn = _draw(spec.pool, seed, spec.id, split, n, fraction)
+        drawn = _pick_wrong(rng, _draw(spec.pool, seed, spec.id, split, n, fraction))
         files[f"{split}.json"] = _dumps([_record(spec, rng, p, phrasing) for p, phrasing in drawn])
     files["metadata.json"] = _dumps(_metadata(spec, seed, train_size, test_size))
     return files
