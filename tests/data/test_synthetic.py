@@ -85,7 +85,7 @@ def test_generate_writes_the_same_bytes_in_any_store(tmp_path):
             assert (tmp_path / "a" / "distributions" / d / name).read_bytes() == data
 
 
-@pytest.mark.parametrize(("train", "test"), [(1, 1), (7, 3), (200, 100), (450, 40)])
+@pytest.mark.parametrize(("train", "test"), [(1, 1), (7, 3), (200, 100), (450, 40), (40, 3000)])
 def test_sizes_are_honoured(train, test):
     for d, f in syn.build_suite(train_size=train, test_size=test).items():
         assert len(json.loads(f["train.json"])) == train, d
@@ -94,7 +94,9 @@ def test_sizes_are_honoured(train, test):
         assert (meta["train_size"], meta["test_size"], meta["seed"]) == (train, test, 0)
 
 
-@pytest.mark.parametrize("bad", [{"train_size": 0}, {"test_size": -1}, {"train_size": 2.5}, {"seed": "x"}])
+@pytest.mark.parametrize(
+    "bad", [{"train_size": 0}, {"test_size": -1}, {"train_size": 2.5}, {"seed": "x"}, {"test_size": 10**6}]
+)
 def test_bad_sizes_are_config_errors(bad):
     with pytest.raises(ConfigError):
         syn.build_suite(**bad)

@@ -70,6 +70,7 @@ PREFIX = "synth_"
 DEFAULT_TRAIN_SIZE = 200
 DEFAULT_TEST_SIZE = 100
 DEFAULT_SEED = 0
+MAX_SIZE = 100_000  # examples per split
 
 PROMPT_FORMAT = (
     "Below is an instruction that describes a task. Complete the request to the best of your ability."
@@ -432,10 +433,17 @@ def _draw(
     lo, hi = _ADD_RANGES[pool]
     seen: set[tuple[int, int]] = set()
     drawn = []
+    misses = 0
     while len(drawn) < n:
         a, b = rng.randint(lo, hi), rng.randint(lo, hi)
-        if (a, b) in seen or _in_train(seed, pool, f"{min(a, b)}+{max(a, b)}", train_fraction) != want_train:
+        if _in_train(seed, pool, f"{min(a, b)}+{max(a, b)}", train_fraction) != want_train:
             continue
+        if (a, b) in seen:
+            misses += 1
+            if misses > 1000:  # this side is used up (a huge size): let problems repeat
+                seen.clear()
+            continue
+        misses = 0
         seen.add((a, b))
         drawn.append((_addition(a, b), rng.randrange(len(_ADD_QUESTIONS))))
     return drawn
@@ -969,6 +977,12 @@ def _dumps(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
+def _dumps_records(records: list[dict[str, Any]]) -> bytes:
+    # One example per line: readable and diffable, and 5x faster than indent= (json's C encoder).
+    lines = ",\n".join(json.dumps(r, ensure_ascii=False) for r in records)
+    return ("[\n" + lines + "\n]\n").encode("utf-8")
+
+
 def _pick_wrong(rng: random.Random, drawn: list[tuple[Problem, int]]) -> list[tuple[Problem, int]]:
     """Choose each example's wrong answer so that, within the split, every answer is the correct
     one about as often as the wrong one.
@@ -997,7 +1011,7 @@ def build_distribution(spec: Spec, seed: int, train_size: int, test_size: int) -
     for split, n in (("train", train_size), ("test", test_size)):
         rng = _rng(seed, spec.id, split, "render")
         drawn = _pick_wrong(rng, _draw(spec.pool, seed, spec.id, split, n, fraction))
-        files[f"{split}.json"] = _dumps([_record(spec, rng, p, phrasing) for p, phrasing in drawn])
+        files[f"{split}.json"] = _dumps_records([_record(spec, rng, p, phrasing) for p, phrasing in drawn])
     files["metadata.json"] = _dumps(_metadata(spec, seed, train_size, test_size))
     return files
 
@@ -1006,8 +1020,8 @@ def _check_sizes(train_size: int, test_size: int, seed: int) -> None:
     from genies.errors import ConfigError
 
     for name, value in (("train size", train_size), ("test size", test_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"the {name} must be a positive integer, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
+            raise ConfigError(f"the {name} must be an integer from 1 to {MAX_SIZE}, got {value!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"the seed must be an integer, got {seed!r}")
 
