@@ -12,6 +12,9 @@ Suites:
 * ``all-paper`` – the 69 rows of ``all.json`` verbatim: the 13 unwanted_personas shifts appear twice,
   exactly like the rows of the paper's ``all.csv`` tables (use it only to compare with them);
 * ``test`` – one smoke-test shift (``test.json``);
+* ``synthetic`` – the generated suite of small analogies with planted causes (``synth_*`` ids, made
+  by ``genies data synth``; see ``genies.data.synthetic``), one shift per category but
+  pretraining_similarity;
 * ``extreme`` / ``probing`` – the unique shifts of each group;
 * each of the 8 category names;
 * or the path of a JSON file in the upstream format (a list of ``{"source", "target"[,
@@ -210,6 +213,18 @@ _GENIES: tuple[tuple[str, str], ...] = (
 _GENIES_LABEL_OVERRIDES: dict[tuple[str, str], str] = {("alpaca_short", "alpaca_long"): "extreme"}
 _TEST: tuple[tuple[str, str], ...] = (("us_history_textbook", "us_history_fiction"),)
 
+# The generated suite (genies.data.synthetic writes its distributions): (source, target, category); the
+# group follows the category. Ids start with "synth_", so they never collide with the official ones.
+_SYNTHETIC: tuple[tuple[str, str, str], ...] = (
+    ("synth_add_1digit", "synth_add_3digit", "difficulty"),
+    ("synth_add_1digit", "synth_add_words", "encoding"),
+    ("synth_add_1digit", "synth_facts", "skill"),
+    ("synth_facts", "synth_facts_fiction", "context"),
+    ("synth_quality_low", "synth_quality_high", "quality"),
+    ("synth_shorter_correct", "synth_longer_correct", "spurious_cues"),
+    ("synth_confident_correct", "synth_expert_wrong", "unwanted_personas"),
+)
+
 CUSTOM_CATEGORY = "custom"
 _FILE_KEYS = ("source", "target", "target_reference", "label", "category", "group")
 
@@ -274,9 +289,13 @@ def _category_shifts(category: str) -> list[Shift]:
     return [Shift(*row[:2], row[2] if len(row) > 2 else None, category, group) for row in rows]
 
 
+def _synthetic_shifts() -> list[Shift]:
+    return [Shift(src, tgt, None, cat, CATEGORY_GROUP[cat]) for src, tgt, cat in _SYNTHETIC]
+
+
 _BY_PAIR: dict[tuple[str, str], Shift] = {
     (s.source, s.target): s for c in CATEGORIES for s in _category_shifts(c)
-}
+} | {(s.source, s.target): s for s in _synthetic_shifts()}
 
 
 def find_shift(source: str, target: str) -> Shift | None:
@@ -342,11 +361,15 @@ def _builtin_suites() -> dict[str, tuple[str, Callable[[], list[Shift]]]]:
             f"{CATEGORY_GROUP[c]} category {c} ({CATEGORY_GROUP[c]}/{c}.json)",
             lambda c=c: _category_shifts(c),
         )
+    suites["synthetic"] = (
+        "generated analogies with planted causes (`genies data synth` writes them)",
+        _synthetic_shifts,
+    )
     return suites
 
 
 def list_suites() -> list[str]:
-    """Built-in suite names: genies, all, all-paper, test, extreme, probing, then the categories."""
+    """Built-in suite names: genies, all, all-paper, test, extreme, probing, the categories, synthetic."""
     return list(_builtin_suites())
 
 

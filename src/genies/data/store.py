@@ -9,6 +9,11 @@ An import never damages the current store: the source is extracted into a tempor
 it, every distribution is validated, and only then is the old ``distributions`` folder swapped for
 the new one by two renames. The manifest lives inside the swapped folder, so it always describes
 the files next to it.
+
+*Generated* distributions (``metadata.json`` names its maker under ``generated_by``, e.g. the
+``synth_*`` suite of ``genies.data.synthetic``) belong to the store, not to a release: an import
+carries them over into the new folder unless the source brings a distribution of the same id, and
+``install_generated`` replaces one generator's distributions while keeping everything else.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ OFFICIAL_URL = "https://genies-data.s3.us-east-2.amazonaws.com/genies-datasets.t
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
 KEPT_FILES = ("train.json", "test.json", "metadata.json")
+GENERATED_KEY = "generated_by"  # metadata.json key naming the generator of a generated distribution
 MAX_IMPORT_BYTES = 4 << 30  # refuses archives that would unpack to more (the release: 108 MB)
 _CHUNK = 1 << 20
 
@@ -81,6 +87,7 @@ class ImportResult:
     distributions: list[DistributionInfo]
     skipped_files: int
     seconds: float
+    kept: list[DistributionInfo] = field(default_factory=list)  # generated ones carried over
 
 
 def _info(report: DistributionReport) -> DistributionInfo:
@@ -370,6 +377,9 @@ def import_data(
 ) -> ImportResult:
     """Import GENIES distributions into the data store, replacing what it held.
 
+    Generated distributions (see ``generated_by``) that the source does not provide are kept and
+    listed in ``ImportResult.kept``.
+
     ``source``: a release tarball (``.tar``/``.tar.gz``), an http(s) URL of one, or a folder with a
     ``distributions/`` sub-folder. ``timeout`` bounds the connection and every read of a download.
 
@@ -409,18 +419,19 @@ def import_data(
             else:
                 skipped = _extract_tar(Path(src), src, staging, bar)
             infos = _validate_staged(new, src, bar, strict=strict)
+            kept = _carry_generated(root / "distributions", new)
             manifest = {
                 "format": MANIFEST_FORMAT,
                 "source": src,
                 "imported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "skipped_files": skipped,
-                "distributions": {i.id: _manifest_entry(new / i.id, i) for i in infos},
+                "distributions": {i.id: _manifest_entry(new / i.id, i) for i in infos + kept},
             }
             atomic_write_json(new / MANIFEST, manifest)
             _swap_in(new, root / "distributions")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return ImportResult(root, src, infos, skipped, time.perf_counter() - start)
+    return ImportResult(root, src, infos, skipped, time.perf_counter() - start, kept)
 
 
 def _validate_staged(new: Path, label: str, bar: Any, *, strict: bool = False) -> list[DistributionInfo]:
@@ -440,6 +451,126 @@ def _validate_staged(new: Path, label: str, bar: Any, *, strict: bool = False) -
     return [_info(r) for r in reports]
 
 
+# --------------------------------------------------------------------------------------------------
+# generated distributions
+
+
+def generated_by(folder: Path) -> str | None:
+    """The generator named in a distribution folder's ``metadata.json``; None for imported data."""
+    meta, problem = read_json(folder / "metadata.json")
+    if problem is None and isinstance(meta, dict) and isinstance(meta.get(GENERATED_KEY), str):
+        return meta[GENERATED_KEY]
+    return None
+
+
+def _store_folders(current: Path) -> list[Path]:
+    if not current.is_dir():
+        return []
+    return sorted(p for p in current.iterdir() if p.is_dir() and ID_PATTERN.match(p.name))
+
+
+def _carry_generated(current: Path, new: Path) -> list[DistributionInfo]:
+    """Copy the store's generated distributions that ``new`` lacks into it (an import keeps them)."""
+    kept = []
+    for folder in _store_folders(current):
+        if (new / folder.name).exists() or generated_by(folder) is None:
+            continue
+        (new / folder.name).mkdir()
+        for name in KEPT_FILES:
+            if (folder / name).is_file():
+                shutil.copy2(folder / name, new / folder.name / name)
+        kept.append(_info(check_distribution(new / folder.name)))
+    return kept
+
+
+def _link_tree(src: Path, dest: Path) -> None:
+    """Clone a folder by hard links (instant, no extra space), copying where links are refused.
+
+    Safe because store files are only ever replaced by renames, never rewritten in place.
+    """
+    for path in sorted(src.rglob("*")):
+        target = dest / path.relative_to(src)
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+
+
+def install_generated(
+    generator: str, files: dict[str, dict[str, bytes]], data_dir: str | os.PathLike[str] | None = None
+) -> list[str]:
+    """Replace every distribution made by ``generator`` with ``files`` (id → file name → bytes).
+
+    One atomic swap of the whole ``distributions`` folder, like an import: the other distributions
+    are hard-linked into the new folder (the official 108 MB in milliseconds) with their manifest
+    entries; the generator's old distributions that ``files`` does not name are dropped (their ids
+    are returned). Refuses, with the store unchanged, an id held by a distribution that the
+    generator did not make, a file other than train/test/metadata.json, a ``metadata.json`` that
+    does not name the generator, or files that break the data rules.
+    """
+    root = _data_dir(data_dir)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the data store {root}: {exc.strerror or exc}") from None
+    current = root / "distributions"
+    with _import_lock(root):
+        _remove_leftovers(root)
+        staging = Path(tempfile.mkdtemp(prefix=".import-", dir=root))
+        try:
+            new = staging / "distributions"
+            new.mkdir()
+            infos = _stage_generated(generator, files, new)
+            old = read_manifest(data_dir).get("distributions") or {}
+            entries, removed = {}, []
+            for folder in _store_folders(current):
+                maker = generated_by(folder)
+                if maker == generator:
+                    if folder.name not in files:
+                        removed.append(folder.name)
+                    continue
+                if folder.name in files:
+                    raise DataError(
+                        f"distribution {folder.name!r} in {current} was not made by {generator}; "
+                        "remove it or use another --data-dir"
+                    )
+                _link_tree(folder, new / folder.name)
+                if folder.name in old:
+                    entries[folder.name] = old[folder.name]
+            entries |= {i.id: _manifest_entry(new / i.id, i) for i in infos}
+            manifest = {**read_manifest(data_dir), "format": MANIFEST_FORMAT, "distributions": entries}
+            manifest.setdefault("source", None)
+            atomic_write_json(new / MANIFEST, manifest)
+            _swap_in(new, current)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return removed
+
+
+def _stage_generated(generator: str, files: dict[str, dict[str, bytes]], new: Path) -> list[DistributionInfo]:
+    reports = []
+    for dist_id, members in files.items():
+        if not ID_PATTERN.match(dist_id):
+            raise DataError(f"bad distribution id {dist_id!r}")
+        if set(members) - set(KEPT_FILES):
+            raise DataError(f"{dist_id}: only {', '.join(KEPT_FILES)} can be written")
+        folder = new / dist_id
+        folder.mkdir()
+        for name, data in members.items():
+            (folder / name).write_bytes(data)
+        if generated_by(folder) != generator:
+            raise DataError(f"{dist_id}: metadata.json must say {GENERATED_KEY}: {generator!r}")
+        reports.append(check_distribution(folder, f"distributions/{dist_id}"))
+    errors = [p for r in reports for p in r.errors + r.sanity]
+    if errors:
+        raise ValidationError(f"refusing to write generated distributions: {summarize(errors)}")
+    return [_info(r) for r in reports]
+
+
 def download_data(
     url: str = OFFICIAL_URL,
     data_dir: str | os.PathLike[str] | None = None,
@@ -453,12 +584,15 @@ def download_data(
 
 
 __all__ = [
+    "GENERATED_KEY",
     "IMPORT_HINT",
     "OFFICIAL_URL",
     "DistributionInfo",
     "ImportResult",
     "download_data",
+    "generated_by",
     "import_data",
+    "install_generated",
     "list_distributions",
     "read_manifest",
 ]
