@@ -1,0 +1,376 @@
+"""The forward pass: tree attention plugged into a stock transformers model, and hooks that read sites.
+
+**Tree attention.** A batch is one flat row of distinct tree nodes (``genies.models.batching``). The
+model runs unchanged, except that while :func:`tree_attention` is active its attention modules call
+:func:`_tree_attention_forward` (registered with transformers' ``AttentionInterface`` as
+``"genies_tree"``; transformers then builds no mask at all). That function computes, per layer::
+
+    trunk:   q[:T]     attends k[:T] causally                          (one SDPA call, is_causal)
+    trees:   q[tree]   attends [k[:T] ; k[tree]] under the ancestor mask (one SDPA call per bucket)
+
+where a bucket stacks trees of similar width, padded to the widest: queries ``[n, H, wm, d]``,
+keys ``[n, H, T + wm, d]``, a boolean mask ``[n, 1, wm, T + wm]`` built once per forward (per
+sliding window) and reused by every layer. So attention costs ``sum(w * (T + w))`` per layer instead
+of ``N^2`` for a row with one big mask, linear layers see no padding, and a sliding-window layer
+(Gemma-3) gets its window from the node depths. Position ids are node depths, so rotary embeddings
+are the plain sequence's. The model's modules are never replaced: adapters (peft) and hooks see the
+usual module tree.
+
+**Sites** (upstream §4.0): ``resid`` = the input of each decoder layer (``hidden_states[0..L-1]``),
+``heads`` = the input of each attention output projection (``o_proj`` / ``dense``), reshaped to
+``[query heads, head_dim]``, ``final`` = the final norm's output (``hidden_states[L]``). Hooks gather
+only the rows that are read (one per text), so nothing of size ``[N, L, D]`` is ever kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from genies.errors import ModelError
+
+if TYPE_CHECKING:
+    import torch
+
+    from genies.models.batching import Layout
+
+ATTN_NAME = "genies_tree"
+SITES = ("resid", "heads", "final")
+_BUCKET_SLACK = 1.125  # a bucket's padded size may exceed its trees' total width by 1/8
+_BUCKET_MAX_MASK = 1 << 24  # mask elements per bucket (bounds the mask's and SDPA's scratch memory)
+_ACTIVE: contextvars.ContextVar[TreeState | None] = contextvars.ContextVar("genies_tree_state", default=None)
+
+
+class TreeAttentionUnsupported(ModelError):
+    """The model cannot run with tree attention (the engine then uses a path without it)."""
+
+
+# ---------------------------------------------------------------- per-forward attention state
+
+
+@dataclass
+class _Bucket:
+    gather: torch.Tensor  # long [n * wm]: node read for each padded slot (padding repeats a real node)
+    dest: torch.Tensor  # long [n * wm]: where each slot's output goes (padding -> the scratch row N)
+    n: int
+    wm: int
+    allow: torch.Tensor  # bool [n, wm, T + wm] without a window
+    qdepth: torch.Tensor  # long [n, wm]
+    kdepth: torch.Tensor  # long [n, T + wm]
+
+
+@dataclass
+class TreeState:
+    """Everything the attention function needs for one forward pass over a layout."""
+
+    n_tokens: int
+    trunk: int
+    buckets: list[_Bucket]
+    calls: int = 0
+    _masks: dict[int | None, list[torch.Tensor]] = field(default_factory=dict)
+    _trunk_masks: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, layout: Layout, device: torch.device) -> TreeState:
+        import numpy as np
+        import torch
+
+        t, n_tok = layout.trunk, layout.n_tokens
+        spans = sorted(layout.trees, key=lambda s: -s.width)
+        groups: list[list] = []
+        for span in spans:  # widest first: a bucket's first tree sets its padded width
+            if groups:
+                g = groups[-1]
+                wm, total = g[0].width, sum(s.width for s in g) + span.width
+                fits = (len(g) + 1) * wm <= _BUCKET_SLACK * total
+                if fits and (len(g) + 1) * wm * (t + wm) <= _BUCKET_MAX_MASK:
+                    g.append(span)
+                    continue
+            groups.append([span])
+        buckets = []
+        for g in groups:
+            n, wm = len(g), g[0].width
+            gather = np.empty((n, wm), dtype=np.int64)
+            dest = np.full((n, wm), n_tok, dtype=np.int64)
+            allow = np.zeros((n, wm, t + wm), dtype=bool)
+            for b, span in enumerate(g):
+                w = span.width
+                gather[b, :w] = np.arange(span.offset, span.offset + w)
+                gather[b, w:] = span.offset
+                dest[b, :w] = gather[b, :w]
+                allow[b, :w, :t] = True
+                allow[b, :w, t : t + w] = span.tree.ancestors()
+                allow[b, np.arange(w, wm), t + np.arange(w, wm)] = True  # padding sees only itself
+            depth = layout.depth[gather]
+            kdepth = np.concatenate([np.broadcast_to(np.arange(t), (n, t)), depth], axis=1)
+            buckets.append(
+                _Bucket(
+                    torch.from_numpy(gather.reshape(-1)).to(device),
+                    torch.from_numpy(dest.reshape(-1)).to(device),
+                    n,
+                    wm,
+                    torch.from_numpy(allow).to(device),
+                    torch.from_numpy(depth).to(device),
+                    torch.from_numpy(kdepth).to(device),
+                )
+            )
+        return cls(n_tok, t, buckets)
+
+    def masks(self, window: int | None) -> list[torch.Tensor]:
+        """Per bucket, the [n, 1, wm, T + wm] mask; a sliding window keeps keys with depth gap < window."""
+        if window not in self._masks:
+            out = []
+            for b in self.buckets:
+                allow = b.allow
+                if window is not None:
+                    allow = allow & ((b.qdepth[:, :, None] - b.kdepth[:, None, :]) < window)
+                out.append(allow[:, None])
+            self._masks[window] = out
+        return self._masks[window]
+
+    def trunk_mask(self, window: int, device: torch.device) -> torch.Tensor:
+        import torch
+
+        if window not in self._trunk_masks:
+            i = torch.arange(self.trunk, device=device)
+            gap = i[:, None] - i[None, :]
+            self._trunk_masks[window] = ((gap >= 0) & (gap < window))[None, None]
+        return self._trunk_masks[window]
+
+    def attend(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        scale: float | None,
+        window: int | None,
+    ) -> torch.Tensor:
+        """query [1, H, N, d], key/value [1, KV, N, d] -> attention output [1, N, H, d]."""
+        import torch
+        import torch.nn.functional as F
+
+        _, h, n_tok, d = query.shape
+        kv = key.shape[1]
+        rep = h // kv
+        q, k, v = query[0], key[0], value[0]
+        out = query.new_empty((n_tok + 1, h, d))  # the last row is scratch for padding slots
+        t = self.trunk
+        kt = vt = None
+        if t:
+            kt, vt = _repeat(k[None, :, :t], rep), _repeat(v[None, :, :t], rep)  # [1, H, T, d]
+            if window is not None and t > window:
+                o = F.scaled_dot_product_attention(
+                    q[None, :, :t], kt, vt, attn_mask=self.trunk_mask(window, q.device), scale=scale
+                )
+            else:
+                o = F.scaled_dot_product_attention(q[None, :, :t], kt, vt, is_causal=True, scale=scale)
+            out[:t] = o[0].transpose(0, 1)
+        for b, mask in zip(self.buckets, self.masks(window), strict=True):
+            qb = q.index_select(1, b.gather).view(h, b.n, b.wm, d).transpose(0, 1)  # [n, H, wm, d]
+            kb = _repeat(k.index_select(1, b.gather).view(kv, b.n, b.wm, d).transpose(0, 1), rep)
+            vb = _repeat(v.index_select(1, b.gather).view(kv, b.n, b.wm, d).transpose(0, 1), rep)
+            if t:
+                kb = torch.cat([kt.expand(b.n, h, t, d), kb], dim=2)  # [n, H, T + wm, d]
+                vb = torch.cat([vt.expand(b.n, h, t, d), vb], dim=2)
+            o = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, scale=scale)
+            out.index_copy_(0, b.dest, o.transpose(1, 2).reshape(b.n * b.wm, h, d))
+        return out[:n_tok][None]
+
+
+def _repeat(x: torch.Tensor, rep: int) -> torch.Tensor:
+    """[B, KV, S, d] -> [B, KV * rep, S, d] (grouped-query attention: each KV head serves rep heads)."""
+    if rep == 1:
+        return x
+    b, kv, s, d = x.shape
+    return x[:, :, None].expand(b, kv, rep, s, d).reshape(b, kv * rep, s, d)
+
+
+def _tree_attention_forward(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers' attention-function signature; active only inside :func:`tree_attention`."""
+    state = _ACTIVE.get()
+    if state is None:
+        raise RuntimeError("genies tree attention called outside genies.models.forward.tree_attention")
+    if kwargs.get("softcap") is not None:
+        raise TreeAttentionUnsupported("tree attention does not implement attention-logit softcapping")
+    if query.shape[0] != 1 or query.shape[2] != state.n_tokens:
+        raise TreeAttentionUnsupported(f"tree attention got queries of shape {tuple(query.shape)}")
+    window = kwargs.get("sliding_window", getattr(module, "sliding_window", None))
+    state.calls += 1
+    return state.attend(query, key, value, scaling, window), None
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+
+    if ATTN_NAME not in AttentionInterface._global_mapping:
+        AttentionInterface.register(ATTN_NAME, _tree_attention_forward)
+
+
+@contextlib.contextmanager
+def tree_attention(model: Any, state: TreeState) -> Iterator[None]:
+    """Run ``model``'s attention as tree attention over ``state`` inside the block, then restore it.
+
+    Every config object of the model's modules gets the implementation name (modules read it at call
+    time); the previous values are put back on exit, even after an error.
+    """
+    from transformers import PretrainedConfig
+
+    _register()
+    configs = {
+        id(m.config): m.config
+        for m in model.modules()
+        if isinstance(getattr(m, "config", None), PretrainedConfig)
+    }
+    attr = "_attn_implementation_internal"
+    saved = {k: getattr(c, attr, None) for k, c in configs.items()}
+    token = _ACTIVE.set(state)
+    try:
+        for c in configs.values():
+            setattr(c, attr, ATTN_NAME)
+        yield
+    finally:
+        for k, c in configs.items():
+            setattr(c, attr, saved[k])
+        _ACTIVE.reset(token)
+
+
+# ---------------------------------------------------------------- model structure and sites
+
+
+def decoder_of(model: Any) -> Any:
+    """The decoder stack without the vocabulary head (its forward returns ``last_hidden_state``)."""
+    if hasattr(model, "get_decoder"):
+        with contextlib.suppress(AttributeError, NotImplementedError):
+            dec = model.get_decoder()
+            if dec is not None:
+                return dec
+    prefix = getattr(model, "base_model_prefix", "")
+    if prefix and hasattr(model, prefix):
+        return getattr(model, prefix)
+    raise ModelError(f"cannot find the decoder of {type(model).__name__}")
+
+
+def _first(obj: Any, names: Sequence[str]) -> Any:
+    for name in names:
+        value = getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+@dataclass
+class Sites:
+    """Where the hooked modules of a decoder-only model are, and the shapes they give."""
+
+    arch: str
+    layers: list[Any]  # decoder layers: a forward pre-hook reads the residual stream
+    out_proj: list[Any]  # per layer, the attention output projection: its input is the heads
+    final_norm: Any
+    n_heads: int
+    head_dim: int
+    hidden: int
+
+    def shape(self, site: str) -> tuple[int, ...]:
+        """Per-text shape of a site."""
+        n_layers = len(self.layers)
+        return {
+            "resid": (n_layers, self.hidden),
+            "heads": (n_layers, self.n_heads, self.head_dim),
+            "final": (self.hidden,),
+        }[site]
+
+
+def find_sites(model: Any) -> Sites:
+    """Locate decoder layers, attention output projections and the final norm (LLaMA/Gemma/GPT-NeoX
+    naming, also under peft wrappers); one line naming the architecture if they are not there."""
+    arch = type(getattr(model, "base_model", model)).__name__
+    with contextlib.suppress(AttributeError, TypeError):
+        arch = type(model.get_base_model()).__name__
+    hint = "activation sites are found in LLaMA-, Gemma- and GPT-NeoX-style decoders"
+    try:
+        dec = decoder_of(model)
+    except ModelError as exc:
+        raise ModelError(f"{arch}: {exc}; {hint}") from exc
+    layers = _first(dec, ("layers", "h", "blocks"))
+    if layers is None or not hasattr(layers, "__len__") or not len(layers):
+        raise ModelError(f"{arch}: no decoder layers found (looked for .layers/.h/.blocks); {hint}")
+    layers = list(layers)
+    projs = []
+    for layer in layers:
+        attn = _first(layer, ("self_attn", "attention", "attn"))
+        proj = _first(attn, ("o_proj", "dense", "out_proj", "c_proj")) if attn is not None else None
+        if proj is None:
+            raise ModelError(f"{arch}: no attention output projection (o_proj/dense) in its layers; {hint}")
+        projs.append(proj)
+    norm = _first(dec, ("norm", "final_layer_norm", "ln_f", "final_layernorm"))
+    if norm is None:
+        raise ModelError(f"{arch}: no final norm (norm/final_layer_norm/ln_f) found; {hint}")
+    cfg = model.config
+    cfg = getattr(cfg, "text_config", None) or cfg
+    n_heads = int(getattr(cfg, "num_attention_heads", 0) or 0)
+    width = getattr(projs[0], "in_features", None) or projs[0].weight.shape[1]
+    if n_heads <= 0 or width % n_heads:
+        raise ModelError(f"{arch}: cannot split the attention output ({width} wide) into {n_heads} heads")
+    return Sites(arch, layers, projs, norm, n_heads, width // n_heads, int(cfg.hidden_size))
+
+
+@contextlib.contextmanager
+def capture(
+    sites: Sites, wanted: Sequence[str], rows: torch.Tensor, cols: torch.Tensor
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Hooks that copy the wanted sites at positions ``(rows[i], cols[i])`` into float32 buffers.
+
+    Yields ``{site: tensor}`` (filled by the forward pass run inside the block): ``resid`` [n, L, D],
+    ``heads`` [n, L, H, head_dim], ``final`` [n, D]. The hooks are removed on exit.
+    """
+    import torch
+
+    n = int(rows.shape[0])
+    dev = rows.device
+    bufs: dict[str, torch.Tensor] = {
+        s: torch.empty((n, *sites.shape(s)), dtype=torch.float32, device=dev) for s in wanted
+    }
+    handles = []
+
+    def pick(x: torch.Tensor) -> torch.Tensor:
+        return x[rows, cols].float()  # [n, width]
+
+    if "resid" in bufs:
+        for i, layer in enumerate(sites.layers):
+
+            def pre(_mod, args, kwargs, i=i):
+                h = args[0] if args else kwargs["hidden_states"]
+                bufs["resid"][:, i] = pick(h)
+
+            handles.append(layer.register_forward_pre_hook(pre, with_kwargs=True))
+    if "heads" in bufs:
+        for i, proj in enumerate(sites.out_proj):
+
+            def pre_heads(_mod, args, kwargs, i=i):
+                x = args[0] if args else kwargs["input"]
+                bufs["heads"][:, i] = pick(x).view(n, sites.n_heads, sites.head_dim)
+
+            handles.append(proj.register_forward_pre_hook(pre_heads, with_kwargs=True))
+    if "final" in bufs:
+
+        def post(_mod, _args, output):
+            bufs["final"][:] = pick(output[0] if isinstance(output, tuple) else output)
+
+        handles.append(sites.final_norm.register_forward_hook(post))
+    try:
+        yield bufs
+    finally:
+        for h in handles:
+            h.remove()
