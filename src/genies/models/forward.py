@@ -295,9 +295,10 @@ class Sites:
 def find_sites(model: Any) -> Sites:
     """Locate decoder layers, attention output projections and the final norm (LLaMA/Gemma/GPT-NeoX
     naming, also under peft wrappers); one line naming the architecture if they are not there."""
-    arch = type(getattr(model, "base_model", model)).__name__
-    with contextlib.suppress(AttributeError, TypeError):
-        arch = type(model.get_base_model()).__name__
+    arch = type(model).__name__
+    if hasattr(model, "get_base_model"):  # a peft wrapper: name the wrapped architecture
+        with contextlib.suppress(AttributeError, TypeError):
+            arch = type(model.get_base_model()).__name__
     hint = "activation sites are found in LLaMA-, Gemma- and GPT-NeoX-style decoders"
     try:
         dec = decoder_of(model)
