@@ -48,3 +48,20 @@ def test_plan_respects_budget_and_groups():
         tree_tokens = sum(build_layout([seqs[i] for i in b], [keys[i] for i in b]).n_tokens for _ in [0])
         assert tree_tokens <= 120 or len({keys[i] for i in b}) == 1  # an over-wide group runs alone
     assert plan_batches(seqs, keys, budget) == batches  # deterministic
+
+
+def test_segments_keep_branches_apart():
+    tree = TokenTree()
+    for seq in ([1, 2, 3, 4, 5], [1, 2, 3, 6, 7], [1, 2, 3, 6, 8], [1, 2, 3]):
+        tree.add(seq)
+    segs = tree.segments()
+    chain, *subs = segs
+    assert chain[0].tolist() == [0, 1, 2] and chain[2].tolist() == np.tri(3, dtype=bool).tolist()
+    # two subtrees below the chain: [4, 5] and [6, 7 | 8]; neither sees the other's keys
+    assert sorted(tree.tokens[q[0]] for q, _, _ in subs) == [4, 6]
+    anc = tree.ancestors()
+    for q, k, allow in subs:
+        assert k[:3].tolist() == [0, 1, 2] and allow[:, :3].all()
+        assert (allow == anc[np.ix_(q, k)]).all()  # exactly the ancestors
+    covered = sorted(int(n) for q, _, _ in segs for n in q)
+    assert covered == list(range(tree.width))  # every node is a query exactly once

@@ -61,21 +61,59 @@ class TokenTree:
     def width(self) -> int:
         return len(self.tokens)
 
-    def ancestors(self) -> np.ndarray:
-        """Boolean [w, w]: ``a[i, j]`` iff node j is node i or one of its ancestors."""
+    def segments(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The tree cut for attention: ``(query nodes, key nodes, allow [queries, keys])`` per part.
+
+        The *chain* (the nodes from the root down to the first branching: a prompt and the prefix all
+        its responses share) attends causally to itself; each subtree below the chain's end (one
+        response, or responses that share more) attends to the chain and to its own ancestors. So no
+        branch computes attention against another branch's keys.
+        """
         w = self.width
         parent = np.asarray(self.parent, dtype=np.int64)
-        allow = np.zeros((w, w), dtype=bool)
-        # the leading chain (a prompt) is a plain causal block; only branches need row copies
-        breaks = np.nonzero(parent != np.arange(-1, w - 1))[0]
-        chain = int(breaks[0]) if breaks.size else w
-        allow[:chain, :chain] = np.tri(chain, dtype=bool)
-        for i in range(chain, w):
-            p = parent[i]
-            if p >= 0:
-                allow[i] = allow[p]
-            allow[i, i] = True
-        return allow
+        children: list[list[int]] = [[] for _ in range(w + 1)]  # index w: the virtual root
+        for i, p in enumerate(parent):
+            children[p if p >= 0 else w].append(i)
+        chain: list[int] = []
+        node = w
+        while len(children[node]) == 1:
+            node = children[node][0]
+            chain.append(node)
+        ch = np.asarray(chain, dtype=np.int64)
+        out = [(ch, ch, np.tri(len(ch), dtype=bool))] if chain else []
+        for root in children[node]:
+            sub, stack = [], [root]
+            while stack:  # the subtree's nodes
+                n = stack.pop()
+                sub.append(n)
+                stack.extend(children[n])
+            sub.sort()  # layout order: parents first
+            local = {n: k for k, n in enumerate(sub)}
+            anc = _ancestor_matrix(np.asarray([local.get(int(parent[n]), -1) for n in sub], dtype=np.int64))
+            allow = np.concatenate([np.ones((len(sub), len(ch)), dtype=bool), anc], axis=1)
+            nodes = np.asarray(sub, dtype=np.int64)
+            out.append((nodes, np.concatenate([ch, nodes]), allow))
+        return out
+
+    def ancestors(self) -> np.ndarray:
+        """Boolean [w, w]: ``a[i, j]`` iff node j is node i or one of its ancestors."""
+        return _ancestor_matrix(np.asarray(self.parent, dtype=np.int64))
+
+
+def _ancestor_matrix(parent: np.ndarray) -> np.ndarray:
+    """Ancestor-or-self matrix of nodes laid out parents first (``parent[i] < i``, -1 for roots)."""
+    w = len(parent)
+    allow = np.zeros((w, w), dtype=bool)
+    # a leading chain (a prompt) is a plain causal block; only the rest needs row copies
+    breaks = np.nonzero(parent != np.arange(-1, w - 1))[0]
+    chain = int(breaks[0]) if breaks.size else w
+    allow[:chain, :chain] = np.tri(chain, dtype=bool)
+    for i in range(chain, w):
+        p = parent[i]
+        if p >= 0:
+            allow[i] = allow[p]
+        allow[i, i] = True
+    return allow
 
 
 @dataclass

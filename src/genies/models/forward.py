@@ -6,13 +6,15 @@ model runs unchanged, except that while :func:`tree_attention` is active its att
 ``"genies_tree"``; transformers then builds no mask at all). That function computes, per layer::
 
     trunk:   q[:T]     attends k[:T] causally                          (one SDPA call, is_causal)
-    trees:   q[tree]   attends [k[:T] ; k[tree]] under the ancestor mask (one SDPA call per bucket)
+    trees:   q[seg]    attends k[ancestors of seg]  under a mask          (one SDPA call per bucket)
 
-where a bucket stacks trees of similar width, padded to the widest: queries ``[n, H, wm, d]``,
-keys ``[n, H, T + wm, d]``, a boolean mask ``[n, 1, wm, T + wm]`` built once per forward (per
-sliding window) and reused by every layer. So attention costs ``sum(w * (T + w))`` per layer instead
-of ``N^2`` for a row with one big mask, linear layers see no padding, and a sliding-window layer
-(Gemma-3) gets its window from the node depths. Position ids are node depths, so rotary embeddings
+where each tree is cut into its chain (the prompt and the prefix all its responses share) and the
+subtrees below it, and each such segment attends to [trunk ; chain ; its own ancestors] only.
+Segments of similar size form a bucket, padded to its largest: queries ``[n, H, sq, d]``, gathered
+keys ``[n, H, sk, d]``, a boolean mask ``[n, 1, sq, sk]`` built once per forward (per sliding
+window) and reused by every layer. So two long responses to one prompt never attend across each
+other, linear layers see no padding, and a sliding-window layer (Gemma-3) gets its window from the
+node depths. Position ids are node depths, so rotary embeddings
 are the plain sequence's. The model's modules are never replaced: adapters (peft) and hooks see the
 usual module tree.
 
@@ -53,18 +55,27 @@ class TreeAttentionUnsupported(ModelError):
 
 @dataclass
 class _Bucket:
-    gather: torch.Tensor  # long [n * wm]: node read for each padded slot (padding repeats a real node)
-    dest: torch.Tensor  # long [n * wm]: where each slot's output goes (padding -> the scratch row N)
+    """Attention segments of similar size, padded to ``sq`` queries and ``sk`` keys each."""
+
     n: int
-    wm: int
-    allow: torch.Tensor  # bool [n, wm, T + wm] without a window
-    qdepth: torch.Tensor  # long [n, wm]
-    kdepth: torch.Tensor  # long [n, T + wm]
+    sq: int
+    sk: int
+    q_gather: torch.Tensor  # long [n * sq]: the node of each query slot (padding repeats a real one)
+    dest: torch.Tensor  # long [n * sq]: where each query slot's output goes (padding -> scratch row N)
+    k_gather: torch.Tensor  # long [n * sk]: the node of each key slot
+    allow: torch.Tensor  # bool [n, sq, sk]: ancestors (no window)
+    qdepth: torch.Tensor  # long [n, sq]
+    kdepth: torch.Tensor  # long [n, sk]
 
 
 @dataclass
 class TreeState:
-    """Everything the attention function needs for one forward pass over a layout."""
+    """Everything the attention function needs for one forward pass over a layout.
+
+    Each tree is cut into segments (``TokenTree.segments``): its chain, and each subtree below it.
+    A segment's queries attend to the trunk, the chain and their own ancestors; segments of similar
+    size share one SDPA call (a bucket). The trunk attends to itself causally.
+    """
 
     n_tokens: int
     trunk: int
@@ -76,57 +87,42 @@ class TreeState:
     @classmethod
     def build(cls, layout: Layout, device: torch.device) -> TreeState:
         import numpy as np
-        import torch
 
         t, n_tok = layout.trunk, layout.n_tokens
-        spans = sorted(layout.trees, key=lambda s: -s.width)
+        trunk = np.arange(t, dtype=np.int64)
+        segs = []  # (query nodes, key nodes incl. the trunk, allow) in flat-row indices
+        for span in layout.trees:
+            for q, k, a in span.tree.segments():
+                segs.append(
+                    (
+                        span.offset + q,
+                        np.concatenate([trunk, span.offset + k]),
+                        np.pad(a, ((0, 0), (t, 0)), constant_values=True),
+                    )
+                )
+        segs.sort(key=lambda g: (-len(g[1]), -len(g[0])))
         groups: list[list] = []
-        for span in spans:  # widest first: a bucket's first tree sets its padded width
+        for seg in segs:  # most keys first: a bucket's first segment sets its key width
             if groups:
                 g = groups[-1]
-                wm, total = g[0].width, sum(s.width for s in g) + span.width
-                fits = (len(g) + 1) * wm <= _BUCKET_SLACK * total
-                if fits and (len(g) + 1) * wm * (t + wm) <= _BUCKET_MAX_MASK:
-                    g.append(span)
+                sq, sk = max(len(seg[0]), max(len(x[0]) for x in g)), len(g[0][1])
+                need = sum(len(x[0]) * len(x[1]) for x in g) + len(seg[0]) * len(seg[1])
+                padded = (len(g) + 1) * sq * sk
+                if padded <= _BUCKET_SLACK * need and padded <= _BUCKET_MAX_MASK:
+                    g.append(seg)
                     continue
-            groups.append([span])
-        buckets = []
-        for g in groups:
-            n, wm = len(g), g[0].width
-            gather = np.empty((n, wm), dtype=np.int64)
-            dest = np.full((n, wm), n_tok, dtype=np.int64)
-            allow = np.zeros((n, wm, t + wm), dtype=bool)
-            for b, span in enumerate(g):
-                w = span.width
-                gather[b, :w] = np.arange(span.offset, span.offset + w)
-                gather[b, w:] = span.offset
-                dest[b, :w] = gather[b, :w]
-                allow[b, :w, :t] = True
-                allow[b, :w, t : t + w] = span.tree.ancestors()
-                allow[b, np.arange(w, wm), t + np.arange(w, wm)] = True  # padding sees only itself
-            depth = layout.depth[gather]
-            kdepth = np.concatenate([np.broadcast_to(np.arange(t), (n, t)), depth], axis=1)
-            buckets.append(
-                _Bucket(
-                    torch.from_numpy(gather.reshape(-1)).to(device),
-                    torch.from_numpy(dest.reshape(-1)).to(device),
-                    n,
-                    wm,
-                    torch.from_numpy(allow).to(device),
-                    torch.from_numpy(depth).to(device),
-                    torch.from_numpy(kdepth).to(device),
-                )
-            )
-        return cls(n_tok, t, buckets)
+            groups.append([seg])
+        return cls(n_tok, t, [_bucket(g, layout.depth, n_tok, device) for g in groups])
 
     def masks(self, window: int | None) -> list[torch.Tensor]:
-        """Per bucket, the [n, 1, wm, T + wm] mask; a sliding window keeps keys with depth gap < window."""
+        """Per bucket, the [n, 1, sq, sk] mask; a sliding window keeps keys with depth gap < window."""
         if window not in self._masks:
             out = []
             for b in self.buckets:
                 allow = b.allow
                 if window is not None:
                     allow = allow & ((b.qdepth[:, :, None] - b.kdepth[:, None, :]) < window)
+                    allow[:, :, 0] |= ~allow.any(dim=2)  # padding rows keep one key
                 out.append(allow[:, None])
             self._masks[window] = out
         return self._masks[window]
@@ -149,7 +145,6 @@ class TreeState:
         window: int | None,
     ) -> torch.Tensor:
         """query [1, H, N, d], key/value [1, KV, N, d] -> attention output [1, N, H, d]."""
-        import torch
         import torch.nn.functional as F
 
         _, h, n_tok, d = query.shape
@@ -158,26 +153,47 @@ class TreeState:
         q, k, v = query[0], key[0], value[0]
         out = query.new_empty((n_tok + 1, h, d))  # the last row is scratch for padding slots
         t = self.trunk
-        kt = vt = None
         if t:
             kt, vt = _repeat(k[None, :, :t], rep), _repeat(v[None, :, :t], rep)  # [1, H, T, d]
             if window is not None and t > window:
-                o = F.scaled_dot_product_attention(
-                    q[None, :, :t], kt, vt, attn_mask=self.trunk_mask(window, q.device), scale=scale
-                )
+                mask = self.trunk_mask(window, q.device)
+                o = F.scaled_dot_product_attention(q[None, :, :t], kt, vt, attn_mask=mask, scale=scale)
             else:
                 o = F.scaled_dot_product_attention(q[None, :, :t], kt, vt, is_causal=True, scale=scale)
             out[:t] = o[0].transpose(0, 1)
         for b, mask in zip(self.buckets, self.masks(window), strict=True):
-            qb = q.index_select(1, b.gather).view(h, b.n, b.wm, d).transpose(0, 1)  # [n, H, wm, d]
-            kb = _repeat(k.index_select(1, b.gather).view(kv, b.n, b.wm, d).transpose(0, 1), rep)
-            vb = _repeat(v.index_select(1, b.gather).view(kv, b.n, b.wm, d).transpose(0, 1), rep)
-            if t:
-                kb = torch.cat([kt.expand(b.n, h, t, d), kb], dim=2)  # [n, H, T + wm, d]
-                vb = torch.cat([vt.expand(b.n, h, t, d), vb], dim=2)
-            o = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, scale=scale)
-            out.index_copy_(0, b.dest, o.transpose(1, 2).reshape(b.n * b.wm, h, d))
+            qb = q.index_select(1, b.q_gather).view(h, b.n, b.sq, d).transpose(0, 1)  # [n, H, sq, d]
+            kb = _repeat(k.index_select(1, b.k_gather).view(kv, b.n, b.sk, d).transpose(0, 1), rep)
+            vb = _repeat(v.index_select(1, b.k_gather).view(kv, b.n, b.sk, d).transpose(0, 1), rep)
+            o = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, scale=scale)  # [n, H, sq, d]
+            out.index_copy_(0, b.dest, o.transpose(1, 2).reshape(b.n * b.sq, h, d))
         return out[:n_tok][None]
+
+
+def _bucket(segs: list, depth, n_tok: int, device: torch.device) -> _Bucket:
+    """Pad a group of segments into one bucket's index and mask tensors."""
+    import numpy as np
+    import torch
+
+    n = len(segs)
+    sq, sk = max(len(q) for q, _, _ in segs), max(len(k) for _, k, _ in segs)
+    q_gather = np.empty((n, sq), dtype=np.int64)
+    dest = np.full((n, sq), n_tok, dtype=np.int64)
+    k_gather = np.empty((n, sk), dtype=np.int64)
+    allow = np.zeros((n, sq, sk), dtype=bool)
+    for b, (q, k, a) in enumerate(segs):
+        q_gather[b, : len(q)], q_gather[b, len(q) :] = q, q[0]
+        dest[b, : len(q)] = q
+        k_gather[b, : len(k)], k_gather[b, len(k) :] = k, k[0]
+        allow[b, : len(q), : len(k)] = a
+        allow[b, len(q) :, 0] = True  # padding queries see one key (their output is discarded)
+    tensors = [
+        torch.from_numpy(x).to(device)
+        for x in (q_gather.reshape(-1), dest.reshape(-1), k_gather.reshape(-1), allow)
+    ]
+    qdepth = torch.from_numpy(depth[q_gather]).to(device)
+    kdepth = torch.from_numpy(depth[k_gather]).to(device)
+    return _Bucket(n, sq, sk, *tensors, qdepth, kdepth)
 
 
 def _repeat(x: torch.Tensor, rep: int) -> torch.Tensor:
