@@ -66,7 +66,7 @@ if TYPE_CHECKING:
 Strategy = Literal["auto", "tree", "cache"]
 Overlength = Literal["error", "drop"]
 Progress = Callable[[int], None]
-_CPU_TREE_TOKENS = 2048  # tokens per forward on CPU: larger rows stop fitting the caches (bench/)
+_CPU_TREE_TOKENS = 1024  # tokens per forward on CPU: GEMMs are efficient and activations stay in cache
 _CPU_ROW_TOKENS = 4096
 _GPU_TOKENS = 65536
 _PROBE = [("Hello there. ", "General Kenobi!"), ("Hello there. ", "General Grievous.")]
@@ -77,6 +77,7 @@ COUNTERS = (
     "scored_tokens",  # hidden states projected to the vocabulary
     "read_tokens",  # positions whose activations were read
     "attention_pairs",  # (query, key) pairs causal attention needs for the distinct tokens
+    "attention_slots",  # (query, key) pairs computed, masked and padded ones included
     "dropped",  # over-length requests/texts dropped at the caller's request
 )
 
@@ -132,6 +133,22 @@ class ForwardEngine:
         ``counters["dropped"]``) instead of raising.
         """
         return self._score(requests, batch_size, progress, strategy, overlength, reference=False)
+
+    def score_tokens(
+        self, encoded: Sequence[tuple[Sequence[int], Sequence[int]]], *, batch_size: int | None = None
+    ) -> list[float]:
+        """Summed log-prob of each ``(context ids, target ids)`` pair of token lists (already tokenised;
+        no length check beyond the model's context)."""
+        todo = [(list(c), list(t)) for c, t in encoded]
+        for i, (c, t) in enumerate(todo):
+            if not c or not t:
+                raise ConfigError(f"token request {i} needs a non-empty context and target")
+        self._within_context([len(c) + len(t) for c, t in todo], "error", "token request", "shorten it")
+        import torch
+
+        with torch.inference_mode():
+            path = self._scoring_path("auto")
+            return self._score_encoded(todo, path, batch_size, None)
 
     def _score(self, requests, batch_size, progress, strategy, overlength, reference: bool) -> list:
         _check_batch_size(batch_size)
@@ -278,7 +295,8 @@ class ForwardEngine:
 
         ids = torch.tensor([ctx + resp], device=self.lm.device)
         logits = self.lm.model(input_ids=ids).logits[0].float()
-        self._count(ids.shape[1], ids.shape[1], scored=len(resp))
+        n = ids.shape[1]
+        self._count(n, n, scored=len(resp), pairs=n * (n + 1) // 2, slots=n * n)
         logits = logits[len(ctx) - 1 : -1]
         target = torch.tensor(resp, device=logits.device)
         return float(target_logprobs(logits, target).double().sum())
@@ -309,7 +327,9 @@ class ForwardEngine:
             use_cache=cache is not None,
             **kw,
         )
-        self._count(sum(len(r) for r in ids), n * width)
+        past = 0 if past_mask is None else past_mask.shape[1]
+        pairs = sum(len(r) * (len(r) + 1) // 2 + len(r) * s for r, s in zip(ids, start, strict=True))
+        self._count(sum(len(r) for r in ids), n * width, pairs=pairs, slots=n * width * (past + width))
         return out.last_hidden_state
 
     def _score_batch_cached(self, batch: list[PromptGroup]) -> list[tuple[int, float]]:
@@ -542,7 +562,7 @@ class ForwardEngine:
             raise TreeAttentionUnsupported(
                 f"its attention did not go through transformers' attention interface ({state.calls} calls)"
             )
-        self._count(layout.n_tokens, layout.n_tokens, pairs=layout.attention_pairs())
+        self._count(layout.n_tokens, layout.n_tokens, pairs=layout.attention_pairs(), slots=state.slots)
         return hidden[0], bufs
 
     def _run_rows(self, seqs: list[list[int]], wanted: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -563,7 +583,8 @@ class ForwardEngine:
             decoder_of(self.lm.model)(
                 input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=False
             )
-        self._count(sum(len(s) for s in seqs), n * width, pairs=sum(len(s) * (len(s) + 1) // 2 for s in seqs))
+        pairs = sum(len(s) * (len(s) + 1) // 2 for s in seqs)
+        self._count(sum(len(s) for s in seqs), n * width, pairs=pairs, slots=n * width * width)
         return bufs
 
     def _run_reference(self, seq: list[int], wanted: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -584,7 +605,8 @@ class ForwardEngine:
             res["resid"] = torch.stack([hs[i][0, -1] for i in range(n_layers)])[None].float()
         if "final" in wanted:
             res["final"] = hs[n_layers][0, -1][None].float()
-        self._count(len(seq), len(seq), pairs=len(seq) * (len(seq) + 1) // 2)
+        n = len(seq)
+        self._count(n, n, pairs=n * (n + 1) // 2, slots=n * n)
         return res
 
     # ------------------------------------------------------------ helpers
@@ -637,13 +659,16 @@ class ForwardEngine:
         tok = self.lm.tokenizer
         return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
-    def _count(self, real: int, padded: int, *, scored: int = 0, pairs: int = 0) -> None:
+    def _count(
+        self, real: int, padded: int, *, scored: int = 0, pairs: int = 0, slots: int | None = None
+    ) -> None:
         c = self.counters
         c["forward_passes"] += 1
         c["real_tokens"] += real
         c["padded_tokens"] += padded
         c["scored_tokens"] += scored
         c["attention_pairs"] += pairs
+        c["attention_slots"] += slots
 
     def _arch(self) -> str:
         return type(self.lm.model).__name__

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 ATTN_NAME = "genies_tree"
 SITES = ("resid", "heads", "final")
 _BUCKET_SLACK = 1.125  # a bucket's padded size may exceed its trees' total width by 1/8
+_BUCKET_SMALL_WASTE = 1 << 15  # padded (query, key) slots a bucket may waste regardless of the slack
 _BUCKET_MAX_MASK = 1 << 24  # mask elements per bucket (bounds the mask's and SDPA's scratch memory)
 _ACTIVE: contextvars.ContextVar[TreeState | None] = contextvars.ContextVar("genies_tree_state", default=None)
 
@@ -81,8 +82,8 @@ class TreeState:
     trunk: int
     buckets: list[_Bucket]
     calls: int = 0
-    _masks: dict[int | None, list[torch.Tensor]] = field(default_factory=dict)
-    _trunk_masks: dict[int, torch.Tensor] = field(default_factory=dict)
+    _masks: dict[tuple, list[torch.Tensor]] = field(default_factory=dict)
+    _trunk_masks: dict[tuple, torch.Tensor] = field(default_factory=dict)
 
     @classmethod
     def build(cls, layout: Layout, device: torch.device) -> TreeState:
@@ -92,7 +93,7 @@ class TreeState:
         trunk = np.arange(t, dtype=np.int64)
         segs = []  # (query nodes, key nodes incl. the trunk, allow) in flat-row indices
         for span in layout.trees:
-            for q, k, a in span.tree.segments():
+            for q, k, a in _segments(span.tree, t):
                 segs.append(
                     (
                         span.offset + q,
@@ -108,33 +109,47 @@ class TreeState:
                 sq, sk = max(len(seg[0]), max(len(x[0]) for x in g)), len(g[0][1])
                 need = sum(len(x[0]) * len(x[1]) for x in g) + len(seg[0]) * len(seg[1])
                 padded = (len(g) + 1) * sq * sk
-                if padded <= _BUCKET_SLACK * need and padded <= _BUCKET_MAX_MASK:
+                small = padded - need <= _BUCKET_SMALL_WASTE  # tiny segments: fewer calls beat less padding
+                if (padded <= _BUCKET_SLACK * need or small) and padded <= _BUCKET_MAX_MASK:
                     g.append(seg)
                     continue
             groups.append([seg])
         return cls(n_tok, t, [_bucket(g, layout.depth, n_tok, device) for g in groups])
 
-    def masks(self, window: int | None) -> list[torch.Tensor]:
-        """Per bucket, the [n, 1, sq, sk] mask; a sliding window keeps keys with depth gap < window."""
-        if window not in self._masks:
+    @property
+    def slots(self) -> int:
+        """(query, key) pairs one layer computes: the trunk's causal half and every bucket's padded box."""
+        return self.trunk * (self.trunk + 1) // 2 + sum(b.n * b.sq * b.sk for b in self.buckets)
+
+    def masks(self, window: int | None, dtype: torch.dtype) -> list[torch.Tensor]:
+        """Per bucket, the additive [n, 1, sq, sk] mask (0 or -inf; converted once per forward, not per
+        layer); a sliding window keeps only keys with a depth gap < window."""
+        import torch
+
+        if (window, dtype) not in self._masks:
             out = []
             for b in self.buckets:
                 allow = b.allow
                 if window is not None:
                     allow = allow & ((b.qdepth[:, :, None] - b.kdepth[:, None, :]) < window)
                     allow[:, :, 0] |= ~allow.any(dim=2)  # padding rows keep one key
-                out.append(allow[:, None])
-            self._masks[window] = out
-        return self._masks[window]
+                mask = torch.zeros(allow.shape, dtype=dtype, device=allow.device).masked_fill_(
+                    ~allow, float("-inf")
+                )
+                out.append(mask[:, None])
+            self._masks[(window, dtype)] = out
+        return self._masks[(window, dtype)]
 
-    def trunk_mask(self, window: int, device: torch.device) -> torch.Tensor:
+    def trunk_mask(self, window: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         import torch
 
-        if window not in self._trunk_masks:
+        if (window, dtype) not in self._trunk_masks:
             i = torch.arange(self.trunk, device=device)
             gap = i[:, None] - i[None, :]
-            self._trunk_masks[window] = ((gap >= 0) & (gap < window))[None, None]
-        return self._trunk_masks[window]
+            allow = (gap >= 0) & (gap < window)
+            mask = torch.zeros(allow.shape, dtype=dtype, device=device).masked_fill_(~allow, float("-inf"))
+            self._trunk_masks[(window, dtype)] = mask[None, None]
+        return self._trunk_masks[(window, dtype)]
 
     def attend(
         self,
@@ -144,30 +159,53 @@ class TreeState:
         scale: float | None,
         window: int | None,
     ) -> torch.Tensor:
-        """query [1, H, N, d], key/value [1, KV, N, d] -> attention output [1, N, H, d]."""
+        """query [1, H, N, d], key/value [1, KV, N, d] -> attention output [1, N, H, d].
+
+        q/k/v are copied once per layer to token-major ``[N, heads, d]`` (rotary embeddings leave them
+        head-major), so each bucket gathers whole contiguous rows; grouped-query heads go to SDPA as
+        they are (``enable_gqa``).
+        """
         import torch.nn.functional as F
 
         _, h, n_tok, d = query.shape
         kv = key.shape[1]
-        rep = h // kv
-        q, k, v = query[0], key[0], value[0]
+        gqa = h != kv
+        qn, kn, vn = (x[0].transpose(0, 1).contiguous() for x in (query, key, value))  # [N, heads, d]
         out = query.new_empty((n_tok + 1, h, d))  # the last row is scratch for padding slots
         t = self.trunk
         if t:
-            kt, vt = _repeat(k[None, :, :t], rep), _repeat(v[None, :, :t], rep)  # [1, H, T, d]
+            qt, kt, vt = (x[:t].transpose(0, 1)[None] for x in (qn, kn, vn))  # [1, heads, T, d]
             if window is not None and t > window:
-                mask = self.trunk_mask(window, q.device)
-                o = F.scaled_dot_product_attention(q[None, :, :t], kt, vt, attn_mask=mask, scale=scale)
+                mask = self.trunk_mask(window, query.dtype, query.device)
+                o = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, scale=scale, enable_gqa=gqa)
             else:
-                o = F.scaled_dot_product_attention(q[None, :, :t], kt, vt, is_causal=True, scale=scale)
+                o = F.scaled_dot_product_attention(qt, kt, vt, is_causal=True, scale=scale, enable_gqa=gqa)
             out[:t] = o[0].transpose(0, 1)
-        for b, mask in zip(self.buckets, self.masks(window), strict=True):
-            qb = q.index_select(1, b.q_gather).view(h, b.n, b.sq, d).transpose(0, 1)  # [n, H, sq, d]
-            kb = _repeat(k.index_select(1, b.k_gather).view(kv, b.n, b.sk, d).transpose(0, 1), rep)
-            vb = _repeat(v.index_select(1, b.k_gather).view(kv, b.n, b.sk, d).transpose(0, 1), rep)
-            o = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, scale=scale)  # [n, H, sq, d]
+        for b, mask in zip(self.buckets, self.masks(window, query.dtype), strict=True):
+            qb = _heads_first(qn.index_select(0, b.q_gather), b.n, b.sq)  # [n, H, sq, d]
+            kb = _heads_first(kn.index_select(0, b.k_gather), b.n, b.sk)  # [n, KV, sk, d]
+            vb = _heads_first(vn.index_select(0, b.k_gather), b.n, b.sk)
+            o = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, scale=scale, enable_gqa=gqa)
             out.index_copy_(0, b.dest, o.transpose(1, 2).reshape(b.n * b.sq, h, d))
         return out[:n_tok][None]
+
+
+def _segments(tree, trunk: int) -> list:
+    """A tree's attention segments: cut into chain + subtrees where that at least halves its attention
+    work (long responses), else whole (short responses: one gather of its keys beats several)."""
+    import numpy as np
+
+    segs = tree.segments()
+    w = tree.width
+    if len(segs) > 1 and 2 * sum(len(q) * (trunk + len(k)) for q, k, _ in segs) <= w * (trunk + w):
+        return segs
+    nodes = np.arange(w, dtype=np.int64)
+    return [(nodes, nodes, tree.ancestors())]
+
+
+def _heads_first(rows: torch.Tensor, n: int, s: int) -> torch.Tensor:
+    """Gathered rows [n * s, heads, d] -> contiguous [n, heads, s, d] (SDPA's fast layout)."""
+    return rows.view(n, s, rows.shape[1], rows.shape[2]).transpose(1, 2).contiguous()
 
 
 def _bucket(segs: list, depth, n_tok: int, device: torch.device) -> _Bucket:
@@ -194,14 +232,6 @@ def _bucket(segs: list, depth, n_tok: int, device: torch.device) -> _Bucket:
     qdepth = torch.from_numpy(depth[q_gather]).to(device)
     kdepth = torch.from_numpy(depth[k_gather]).to(device)
     return _Bucket(n, sq, sk, *tensors, qdepth, kdepth)
-
-
-def _repeat(x: torch.Tensor, rep: int) -> torch.Tensor:
-    """[B, KV, S, d] -> [B, KV * rep, S, d] (grouped-query attention: each KV head serves rep heads)."""
-    if rep == 1:
-        return x
-    b, kv, s, d = x.shape
-    return x[:, :, None].expand(b, kv, rep, s, d).reshape(b, kv * rep, s, d)
 
 
 def _tree_attention_forward(
