@@ -1,7 +1,7 @@
 """Benchmark of the forward engine against lm-evaluation-harness 0.4, side by side in one process.
 
-For each distribution (default ``crt_1`` and ``code_hard``, 250 pairs each, upstream "all pairs"
-order), SmolLM2-135M in float32 on CPU with the same torch threads for everything (default 2):
+For each distribution (default ``crt_1``, 250 pairs, and ``code_hard``, 150 pairs = 50 prompts with
+three pairs each; upstream "all pairs" order), SmolLM2-135M in float32 on CPU with the same torch threads for everything (default 2):
 
 * **lm-eval**: lm-evaluation-harness's HF backend ``loglikelihood(prompt, response + eos)``, batch 8;
 * **genies score**: ``ForwardEngine.score`` on the same requests;
@@ -18,7 +18,7 @@ the FLOPs each method executes (counted, not estimated: genies' engine counters;
 lm-eval's model for its batch shapes), their GFLOP/s and share of the matmul peak, extraction vs
 scoring tokens/s, agreement with lm-eval on equal tokens, peak memory and the load average.
 
-    .venv/bin/python bench/scoring.py                       # 250 pairs of each (long on a busy machine)
+    .venv/bin/python bench/scoring.py                       # crt_1 250 pairs, code_hard 150 (long on a busy machine)
     .venv/bin/python bench/scoring.py --pairs 40 --rounds 2 # quick look
 """
 
@@ -314,7 +314,13 @@ def agreement(lm, engine, hflm, requests, encoded, genies, lm_eval) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--distributions", nargs="+", default=["crt_1", "code_hard"])
-    ap.add_argument("--pairs", type=int, default=250, help="pairs per distribution")
+    ap.add_argument(
+        "--pairs",
+        type=int,
+        nargs="+",
+        default=[250, 150],
+        help="pairs per distribution (one number, or one each)",
+    )
     ap.add_argument("--threads", type=int, default=2, help="torch threads for every method")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds per distribution")
     ap.add_argument("--lm-eval-batch", type=int, default=8)
@@ -361,8 +367,13 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_start": [round(x, 2) for x in load0],
         "distributions": {},
     }
-    for dist_id in args.distributions:
-        pairs = load_pairs(dist_id, args.pairs, args.data_dir)
+    counts = (
+        args.pairs
+        if len(args.pairs) == len(args.distributions)
+        else [args.pairs[0]] * len(args.distributions)
+    )
+    for dist_id, n_pairs in zip(args.distributions, counts, strict=True):
+        pairs = load_pairs(dist_id, n_pairs, args.data_dir)
         print(f"{dist_id}: {len(pairs)} pairs", flush=True)
         res = run_distribution(dist_id, pairs, lm, engine, get_hflm, args, shapes)
         if args.exact_pairs:

@@ -98,6 +98,7 @@ class ForwardEngine:
         self.self_checks: dict[str, bool] = {}  # "score:tree" etc. -> the path matched the reference
         self.last_path: str | None = None  # the path the last call used
         self._sites: Sites | None = None
+        self._warned: set[str] = set()
 
     # ------------------------------------------------------------ tokenisation
 
@@ -191,8 +192,8 @@ class ForwardEngine:
                 self.self_checks[key] = self._self_check_scoring(path)
             if self.self_checks[key]:
                 return path
-        if not self.self_checks.get("score:reference"):
-            self.self_checks["score:reference"] = True
+        if "score" not in self._warned:
+            self._warned.add("score")
             warnings.warn(
                 f"fast scoring of {self._arch()} failed its self-check; using the slow reference path",
                 stacklevel=4,

@@ -8,15 +8,16 @@ model runs unchanged, except that while :func:`tree_attention` is active its att
     trunk:   q[:T]     attends k[:T] causally                          (one SDPA call, is_causal)
     trees:   q[seg]    attends k[ancestors of seg]  under a mask          (one SDPA call per bucket)
 
-where each tree is cut into its chain (the prompt and the prefix all its responses share) and the
-subtrees below it, and each such segment attends to [trunk ; chain ; its own ancestors] only.
-Segments of similar size form a bucket, padded to its largest: queries ``[n, H, sq, d]``, gathered
-keys ``[n, H, sk, d]``, a boolean mask ``[n, 1, sq, sk]`` built once per forward (per sliding
-window) and reused by every layer. So two long responses to one prompt never attend across each
-other, linear layers see no padding, and a sliding-window layer (Gemma-3) gets its window from the
-node depths. Position ids are node depths, so rotary embeddings
-are the plain sequence's. The model's modules are never replaced: adapters (peft) and hooks see the
-usual module tree.
+where a tree whose responses are long is cut into its chain (the prompt and the prefix all its
+responses share) and the subtrees below it, each attending to [trunk ; chain ; its own ancestors]
+only (a tree of short responses stays whole: one gather beats several). Segments of similar size
+form a bucket, padded to its largest: queries ``[n, H, sq, d]``, gathered keys ``[n, KV, sk, d]``
+(grouped-query heads are not repeated), an additive mask ``[n, 1, sq, sk]`` built once per forward
+(per sliding window) and reused by every layer. So two long responses to one prompt never attend
+across each other, linear layers see no padding, and a sliding-window layer (Gemma-3) gets its
+window from the node depths. Position ids are node depths, so rotary embeddings are the plain
+sequence's. The model's modules are never replaced: adapters (peft) and hooks see the usual module
+tree.
 
 **Sites** (upstream §4.0): ``resid`` = the input of each decoder layer (``hidden_states[0..L-1]``),
 ``heads`` = the input of each attention output projection (``o_proj`` / ``dense``), reshaped to
