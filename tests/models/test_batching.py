@@ -54,14 +54,29 @@ def test_segments_keep_branches_apart():
     tree = TokenTree()
     for seq in ([1, 2, 3, 4, 5], [1, 2, 3, 6, 7], [1, 2, 3, 6, 8], [1, 2, 3]):
         tree.add(seq)
-    segs = tree.segments()
+    assert len(tree.segments()) == 1  # default costs: a tree this small is cheapest whole
+    segs = tree.segments(gather_cost=0, call_cost=0)  # attention slots only: cut at every branching
     chain, *subs = segs
     assert chain[0].tolist() == [0, 1, 2] and chain[2].tolist() == np.tri(3, dtype=bool).tolist()
-    # two subtrees below the chain: [4, 5] and [6, 7 | 8]; neither sees the other's keys
-    assert sorted(tree.tokens[q[0]] for q, _, _ in subs) == [4, 6]
+    # below the chain: [4, 5], and [6] whose branches [7] and [8] are parts too; none sees another's keys
+    assert sorted(tree.tokens[q[0]] for q, _, _ in subs) == [4, 6, 7, 8]
     anc = tree.ancestors()
     for q, k, allow in subs:
         assert k[:3].tolist() == [0, 1, 2] and allow[:, :3].all()
         assert (allow == anc[np.ix_(q, k)]).all()  # exactly the ancestors
     covered = sorted(int(n) for q, _, _ in segs for n in q)
     assert covered == list(range(tree.width))  # every node is a query exactly once
+
+
+def test_long_branches_are_cut_short_ones_not():
+    rng = np.random.default_rng(1)
+    prompt = list(rng.integers(0, 99, 200))
+    long = TokenTree()
+    for _ in range(4):  # four 150-token responses to one prompt: cut, each attends to the prompt only
+        long.add(prompt + list(rng.integers(100, 199, 150)))
+    segs = long.segments(30)
+    assert len(segs) == 5 and sum(len(q) * len(k) for q, k, _ in segs) < 0.5 * long.width**2
+    short = TokenTree()
+    for _ in range(2):  # two 3-token responses: one gather beats three
+        short.add(prompt + list(rng.integers(100, 199, 3)))
+    assert len(short.segments(30)) == 1

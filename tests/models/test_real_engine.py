@@ -42,7 +42,12 @@ def test_smollm2_batched_extraction_equals_one_text_at_a_time(smollm2, use_data_
     engine = ForwardEngine(smollm2)
     batched = engine.extract(texts, ("resid", "heads", "final"))
     assert engine.last_path == "tree"
-    assert batched["resid"].shape == (len(texts), 30, 576) and batched["heads"].shape == (len(texts), 30, 9, 64)
+    assert batched["resid"].shape == (len(texts), 30, 576) and batched["heads"].shape == (
+        len(texts),
+        30,
+        9,
+        64,
+    )
     single = ForwardEngine(smollm2).extract(texts, ("resid", "heads", "final"), path="reference")
     for site in ("resid", "heads", "final"):
         assert _rel(batched[site], single[site]) < REL, site

@@ -61,39 +61,91 @@ class TokenTree:
     def width(self) -> int:
         return len(self.tokens)
 
-    def segments(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def segments(
+        self, above: int = 0, *, gather_cost: float = 8.0, call_cost: float = 1000.0
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """The tree cut for attention: ``(query nodes, key nodes, allow [queries, keys])`` per part.
 
-        The *chain* (the nodes from the root down to the first branching: a prompt and the prefix all
-        its responses share) attends causally to itself; each subtree below the chain's end (one
-        response, or responses that share more) attends to the chain and to its own ancestors. So no
-        branch computes attention against another branch's keys.
+        ``above`` keys precede every node (the batch's trunk; not listed in the key nodes, always
+        allowed). A part is either a whole subtree (its nodes attend through an ancestor mask) or the
+        *chain* of a subtree (the nodes down to its first branching, attending causally) whose child
+        subtrees are parts of their own, attending to the chain too. Which, is decided per subtree by
+        a cost in attention slots: ``queries x keys + gather_cost x keys + call_cost``. So long
+        responses to one prompt never attend across each other, while a tree of short responses stays
+        one part (one gather of its keys beats several).
         """
         w = self.width
         parent = np.asarray(self.parent, dtype=np.int64)
         children: list[list[int]] = [[] for _ in range(w + 1)]  # index w: the virtual root
         for i, p in enumerate(parent):
             children[p if p >= 0 else w].append(i)
-        chain: list[int] = []
-        node = w
-        while len(children[node]) == 1:
-            node = children[node][0]
-            chain.append(node)
-        ch = np.asarray(chain, dtype=np.int64)
-        out = [(ch, ch, np.tri(len(ch), dtype=bool))] if chain else []
-        for root in children[node]:
-            sub, stack = [], [root]
-            while stack:  # the subtree's nodes
-                n = stack.pop()
-                sub.append(n)
-                stack.extend(children[n])
-            sub.sort()  # layout order: parents first
-            local = {n: k for k, n in enumerate(sub)}
-            anc = _ancestor_matrix(np.asarray([local.get(int(parent[n]), -1) for n in sub], dtype=np.int64))
-            allow = np.concatenate([np.ones((len(sub), len(ch)), dtype=bool), anc], axis=1)
-            nodes = np.asarray(sub, dtype=np.int64)
-            out.append((nodes, np.concatenate([ch, nodes]), allow))
+        size = np.ones(w + 1, dtype=np.int64)
+        for i in range(w - 1, -1, -1):  # parents precede children: accumulate bottom up
+            size[parent[i] if parent[i] >= 0 else w] += size[i]
+        size[w] = w  # the virtual root's subtree: the whole tree
+
+        def chain_of(root: int) -> list[int]:
+            chain = [] if root == w else [root]
+            node = root
+            while len(children[node]) == 1:
+                node = children[node][0]
+                chain.append(node)
+            return chain
+
+        def cost(q: int, k: int) -> float:
+            return q * k + gather_cost * k + call_cost
+
+        plans: dict[int, tuple[float, bool]] = {}  # subtree root -> (cost, split?)
+
+        def plan(root: int, keys: int) -> float:
+            n = int(size[root])
+            whole = cost(n, keys + n)
+            chain = chain_of(root)
+            end = chain[-1] if chain else w
+            c = len(chain)
+            if not children[end]:  # a plain chain: emitted as one causal part
+                plans[root] = (cost(c, keys + c), True)
+                return plans[root][0]
+            split = (cost(c, keys + c) if c else 0.0) + sum(plan(k, keys + c) for k in children[end])
+            plans[root] = (min(whole, split), split < whole)
+            return plans[root][0]
+
+        plan(w, above)
+        out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+        def emit(root: int, anc: list[int]) -> None:
+            if not plans[root][1]:
+                nodes = self._subtree(root, children)
+                local = {n: k for k, n in enumerate(nodes)}
+                tree_anc = _ancestor_matrix(np.asarray([local.get(int(parent[n]), -1) for n in nodes]))
+                allow = np.concatenate([np.ones((len(nodes), len(anc)), dtype=bool), tree_anc], axis=1)
+                arr = np.asarray(nodes, dtype=np.int64)
+                out.append((arr, np.asarray(anc + nodes, dtype=np.int64), allow))
+                return
+            chain = chain_of(root)
+            if chain:
+                c = len(chain)
+                allow = np.concatenate([np.ones((c, len(anc)), dtype=bool), np.tri(c, dtype=bool)], axis=1)
+                out.append(
+                    (np.asarray(chain, dtype=np.int64), np.asarray(anc + chain, dtype=np.int64), allow)
+                )
+            for k in children[chain[-1] if chain else w]:
+                emit(k, anc + chain)
+
+        emit(w, [])
         return out
+
+    @staticmethod
+    def _subtree(root: int, children: list[list[int]]) -> list[int]:
+        """Nodes of the subtree under ``root`` (the virtual root: all), in layout order."""
+        if root == len(children) - 1:
+            return list(range(root))
+        nodes, stack = [], [root]
+        while stack:
+            n = stack.pop()
+            nodes.append(n)
+            stack.extend(children[n])
+        return sorted(nodes)
 
     def ancestors(self) -> np.ndarray:
         """Boolean [w, w]: ``a[i, j]`` iff node j is node i or one of its ancestors."""

@@ -94,7 +94,7 @@ class TreeState:
         trunk = np.arange(t, dtype=np.int64)
         segs = []  # (query nodes, key nodes incl. the trunk, allow) in flat-row indices
         for span in layout.trees:
-            for q, k, a in _segments(span.tree, t):
+            for q, k, a in span.tree.segments(t):
                 segs.append(
                     (
                         span.offset + q,
@@ -189,19 +189,6 @@ class TreeState:
             o = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, scale=scale, enable_gqa=gqa)
             out.index_copy_(0, b.dest, o.transpose(1, 2).reshape(b.n * b.sq, h, d))
         return out[:n_tok][None]
-
-
-def _segments(tree, trunk: int) -> list:
-    """A tree's attention segments: cut into chain + subtrees where that at least halves its attention
-    work (long responses), else whole (short responses: one gather of its keys beats several)."""
-    import numpy as np
-
-    segs = tree.segments()
-    w = tree.width
-    if len(segs) > 1 and 2 * sum(len(q) * (trunk + len(k)) for q, k, _ in segs) <= w * (trunk + w):
-        return segs
-    nodes = np.arange(w, dtype=np.int64)
-    return [(nodes, nodes, tree.ancestors())]
 
 
 def _heads_first(rows: torch.Tensor, n: int, s: int) -> torch.Tensor:
