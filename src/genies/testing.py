@@ -1,8 +1,11 @@
 """Test helpers for genies and its plug-ins: tiny random models that run anywhere in milliseconds.
 
 ``make_tiny_llama(dir)`` writes a randomly initialised LLaMA-architecture causal LM (with grouped-query
-attention) and a byte-level BPE tokenizer to a local HF folder, fully offline. Numbers from such a
-model mean nothing; it exists to test code paths (batching, padding, caching, resume) quickly.
+attention) and a byte-level BPE tokenizer to a local HF folder, fully offline. ``make_tiny_gemma3``
+(sliding-window and full layers, scaled embeddings, ``heads x head_dim != hidden``) and
+``make_tiny_neox`` (GPT-NeoX: fused QKV, partial rotary, ``dense`` output projection) do the same for
+the other architectures the forward engine supports. Numbers from such models mean nothing; they
+exist to test code paths (batching, padding, caching, hooks, resume) quickly.
 """
 
 from __future__ import annotations
@@ -74,3 +77,67 @@ def make_tiny_llama(
         model.lm_head.weight.mul_(20.0)
     model.save_pretrained(str(directory), safe_serialization=True)
     return directory
+
+
+def _save(model, directory: Path) -> Path:
+    model.save_pretrained(str(directory), safe_serialization=True)
+    return directory
+
+
+def make_tiny_gemma3(directory: str | Path, *, sliding_window: int = 8, seed: int = 0) -> Path:
+    """A tiny random Gemma-3 text model: two sliding-window layers (window ``sliding_window``) and a
+    full-attention one, 4 query / 2 KV heads of 16 dims on a 32-wide residual stream."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tok = make_tiny_tokenizer(directory)
+    config = Gemma3TextConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        sliding_window=sliding_window,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+        max_position_embeddings=512,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    model = Gemma3ForCausalLM(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.2)  # Gemma's init leaves norms at zero gain; random weights make texts differ
+    return _save(model, directory)
+
+
+def make_tiny_neox(directory: str | Path, *, seed: int = 0) -> Path:
+    """A tiny random GPT-NeoX: 2 layers, 4 heads of 8 dims, rotary on a quarter of each head."""
+    import torch
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tok = make_tiny_tokenizer(directory)
+    config = GPTNeoXConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        rotary_pct=0.25,
+        max_position_embeddings=512,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    model = GPTNeoXForCausalLM(config)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(20.0)
+    return _save(model, directory)

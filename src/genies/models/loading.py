@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -283,15 +284,26 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     return names[dtype]
 
 
+ATTN_IMPLEMENTATION = (
+    "sdpa"  # the kernel family of every forward: the model's own and the engine's tree attention
+)
+
+
 def compute_settings(device: str, dtype: str | None) -> dict[str, str]:
     """How the model will run, as it enters cache keys, known before loading it.
 
     Numbers can differ between devices, dtypes and attention implementations, so every record's
-    model identity holds these keys (``device_type``, ``dtype``; the forward engine adds the attention
-    implementation). Computed without loading weights, so a fully cached run loads no model.
+    model identity holds these keys: ``device_type``, ``dtype`` and ``attn_implementation``
+    (``load_model`` loads every model with it; the forward engine's tree attention runs the same
+    ``scaled_dot_product_attention`` kernels). Computed without loading weights, so a fully cached run
+    loads no model.
     """
     dev = resolve_device(device)
-    return {"device_type": dev.type, "dtype": str(resolve_dtype(dtype, dev)).removeprefix("torch.")}
+    return {
+        "device_type": dev.type,
+        "dtype": str(resolve_dtype(dtype, dev)).removeprefix("torch."),
+        "attn_implementation": ATTN_IMPLEMENTATION,
+    }
 
 
 def model_max_length(tokenizer, config) -> int:
@@ -304,6 +316,44 @@ def model_max_length(tokenizer, config) -> int:
         if isinstance(value, int) and value > 0:
             return value
     return _MAX_LENGTH_SENTINEL
+
+
+def _tokenizer_source(name: str) -> tuple[str, dict[str, Any]]:
+    """Where to read a model's tokenizer and config without its weights (a GGUF not yet converted
+    is read directly; its converted folder holds the same tokenizer)."""
+    res = resolve_name(name)
+    if res.gguf is not None and not is_prepared(res.folder):
+        return str(res.gguf.parent), {"gguf_file": res.gguf.name}
+    folder = res.folder if res.folder is not None else _hub_folder(res)
+    return str(folder), {}
+
+
+@functools.lru_cache(maxsize=8)
+def load_tokenizer(name: str):
+    """The tokenizer ``load_model(name)`` would use (pad token set as there), without loading weights."""
+    from transformers import AutoTokenizer
+
+    source, kwargs = _tokenizer_source(name)
+    try:
+        tok = AutoTokenizer.from_pretrained(source, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - tokenizer files come in many broken ways
+        raise ModelError(f"cannot load the tokenizer of {name!r} from {source}: {_first_line(exc)}") from exc
+    if tok.pad_token is None and tok.eos_token is not None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+@functools.lru_cache(maxsize=8)
+def max_length(name: str) -> int:
+    """The context length ``load_model(name).max_length`` will have, without loading weights."""
+    from transformers import AutoConfig
+
+    source, kwargs = _tokenizer_source(name)
+    try:
+        config = AutoConfig.from_pretrained(source, **kwargs)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"cannot read the config of {name!r} from {source}: {_first_line(exc)}") from exc
+    return model_max_length(load_tokenizer(name), getattr(config, "text_config", None) or config)
 
 
 def load_model(
@@ -326,6 +376,8 @@ def load_model(
     if conv_s is not None:
         info["conversion_s"] = round(conv_s, 2)
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
+    if res.kind == "causal_lm":
+        kwargs["attn_implementation"] = ATTN_IMPLEMENTATION
     if load_in_4bit:
         if dev.type != "cuda":
             raise ModelError("4-bit loading needs a CUDA device", hint="drop --load-in-4bit on CPU")
@@ -367,7 +419,7 @@ def load_model(
         identity=identity,
         device=dev,
         dtype=torch_dtype,
-        max_length=model_max_length(tok, model.config),
+        max_length=model_max_length(tok, getattr(model.config, "text_config", None) or model.config),
         kind=res.kind,
         info=info,
     )
