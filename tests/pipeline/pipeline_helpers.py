@@ -1,8 +1,9 @@
 """Pipeline test helpers: toy distributions on disk and two cheap test-only interventions.
 
 ``test_length`` scores a pair by the length difference of its responses (no model, no training data:
-it declares ``uses_train_data = False``). ``test_bias`` "trains": it learns the mean length difference
-of the training pairs as a tensor, so its states have safetensors files and depend on the train split.
+its requirements say ``train_data=False, fit_model=False``). ``test_bias`` "trains": it learns the mean
+length difference of the training pairs as a tensor, so its states have safetensors files and depend on
+the train split.
 Both call the fake model once per ``score_pairs`` so forward passes can be counted, and both count
 their calls so tests can see exactly what was computed.
 """
@@ -19,7 +20,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from genies.api.intervention import Intervention, InterventionConfig, InterventionState, ScoredPairs
+from genies.api.intervention import (
+    Intervention,
+    InterventionConfig,
+    InterventionState,
+    Requirements,
+    ScoredPairs,
+)
 from genies.interventions.registry import register_intervention
 from genies.pipeline.suite import RunOptions, RunOutcome, run_suite
 
@@ -58,24 +65,24 @@ def sigmoid(x: float) -> float:
 
 class LengthConfig(InterventionConfig):
     scale: float = 1.0
-    batch_size: int | None = None  # never changes results (cache_exclude)
+    batch_size: int | None = None  # never changes results (result-neutral)
 
 
 @register_intervention("test_length")
 class LengthIntervention(Intervention):
     Config = LengthConfig
-    trains = False
-    uses_train_data = False
-    cache_exclude = frozenset({"batch_size"})
 
-    def fit(self, model, train, config, *, seed):
+    def requirements(self, config):
+        return Requirements(train_data=False, fit_model=False, result_neutral=frozenset({"batch_size"}))
+
+    def fit(self, ctx, train, config):
         Counter.fits += 1
         return InterventionState(meta={"intervention": "test_length"})
 
-    def score_pairs(self, model, state, pairs: Sequence, config, *, seed):
-        Counter.tick(model)
+    def score_pairs(self, ctx, state, pairs: Sequence, config):
+        Counter.tick(ctx.model)
         p = [sigmoid(config.scale * (len(pr.correct) - len(pr.incorrect)) / 7.0) for pr in pairs]
-        return ScoredPairs([pr.id for pr in pairs], np.array(p), info={"forward_passes": 1})
+        return ScoredPairs([pr.id for pr in pairs], np.array(p), info={"calls": 1})
 
 
 class BiasConfig(InterventionConfig):
@@ -84,22 +91,21 @@ class BiasConfig(InterventionConfig):
 
 @register_intervention("test_bias")
 class BiasIntervention(Intervention):
-    Config = BiasConfig
-    trains = True
+    Config = BiasConfig  # default requirements: fit reads the train split and the model
 
-    def fit(self, model, train, config, *, seed):
+    def fit(self, ctx, train, config):
         import torch
 
         Counter.fits += 1
-        assert model is not None, "a training intervention gets the model"
-        pairs = train.to_pairs("one_per_example", seed=seed)
+        assert ctx.model is not None, "a training intervention gets the model"
+        pairs = train.to_pairs("one_per_example", seed=ctx.seed)
         bias = float(np.mean([len(p.correct) - len(p.incorrect) for p in pairs])) if pairs else 0.0
         return InterventionState(
             meta={"intervention": "test_bias", "n": len(pairs)}, tensors={"bias": torch.tensor([bias])}
         )
 
-    def score_pairs(self, model, state, pairs: Sequence, config, *, seed):
-        Counter.tick(model)
+    def score_pairs(self, ctx, state, pairs: Sequence, config):
+        Counter.tick(ctx.model)
         bias = float(state.tensors["bias"][0])
         p = [sigmoid(config.weight * (len(pr.correct) - len(pr.incorrect) - bias) / 5.0) for pr in pairs]
         return ScoredPairs([pr.id for pr in pairs], np.array(p))
