@@ -4,6 +4,8 @@ The ``Executor`` protocol is deliberately small, so an executor on another engin
 submitit, Ray) only has to move a node's JSON to a process that can see the store and the data, run
 ``run_node`` there and bring the ``NodeOutcome`` back::
 
+    executor.capacity                      # how many nodes it runs at once (the scheduler keeps
+                                           # at most that many in flight, earliest planned first)
     executor.start(preload=MODEL | None)   # once, before any node: load the model first (fail early)
     executor.submit(node)                  # run this node (its dependencies are done)
     executor.wait() -> [NodeOutcome]       # block until at least one submitted node finished
@@ -106,6 +108,7 @@ def run_node(node: Node, env: NodeEnv, *, checked: bool = False, catch_all: bool
 
 class Executor(Protocol):
     name: str
+    capacity: int
 
     def start(self, *, preload: Mapping[str, Any] | None = None) -> None: ...
 
@@ -120,6 +123,7 @@ class LocalExecutor:
     """Runs nodes in this process, sequentially, sharing one NodeEnv (and so one loaded model)."""
 
     name = "local"
+    capacity = 1
 
     def __init__(self, env: NodeEnv) -> None:
         self.env = env
@@ -190,6 +194,7 @@ class PoolExecutor:
 
     def __init__(self, spec: RunSpec, workers: int) -> None:
         self.spec, self.workers = spec, workers
+        self.capacity = workers
         self._pool: Any = None
         self._futures: dict[Any, str] = {}
 
@@ -294,7 +299,15 @@ def run_graph(
     max_attempts: int = 2,
     preload: Mapping[str, Any] | None = None,
 ) -> dict[str, NodeOutcome]:
-    """Run the ``todo`` nodes of ``graph`` (deps outside ``todo`` are done) and return their outcomes."""
+    """Run the ``todo`` nodes of ``graph`` (deps outside ``todo`` are done) and return their outcomes.
+
+    Ready nodes are submitted earliest-planned first, at most ``executor.capacity`` at a time, so the
+    local executor runs the graph in plan order (baseline, target-tuned references, then source by
+    source, as upstream did) and a pool streams results.
+    """
+    import heapq
+
+    position = {k: i for i, k in enumerate(graph.nodes)}
     order = [k for k in graph.nodes if k in set(todo)]
     pending = set(order)
     waiting = {k: {d for d in graph[k].deps if d in pending} for k in order}
@@ -305,8 +318,15 @@ def run_graph(
     attempts: Counter[str] = Counter()
     outcomes: dict[str, NodeOutcome] = {}
     failed: set[str] = set()
-    ready = deque(k for k in order if not waiting[k])
+    ready: list[tuple[int, str]] = [(position[k], k) for k in order if not waiting[k]]
+    heapq.heapify(ready)
+    queued: set[str] = {k for _, k in ready}
     in_flight: set[str] = set()
+
+    def make_ready(k: str) -> None:
+        if k not in queued and k not in in_flight:
+            heapq.heappush(ready, (position[k], k))
+            queued.add(k)
 
     def fail_dependents(key: str) -> None:
         for d in dependents[key]:
@@ -319,8 +339,9 @@ def run_graph(
         if order:
             executor.start(preload=preload)
         while ready or in_flight:
-            while ready:
-                k = ready.popleft()
+            while ready and len(in_flight) < max(1, executor.capacity):
+                _, k = heapq.heappop(ready)
+                queued.discard(k)
                 attempts[k] += 1
                 in_flight.add(k)
                 executor.submit(graph[k])
@@ -334,18 +355,17 @@ def run_graph(
                     pending.discard(k)
                     for d in dependents[k]:
                         waiting.get(d, set()).discard(k)
-                        if d in pending and not waiting[d] and d not in in_flight and d not in ready:
-                            ready.append(d)
+                        if d in pending and not waiting[d]:
+                            make_ready(d)
                 elif out.status == "dep_invalid" and out.dep in graph and attempts[k] < max_attempts:
                     dep = out.dep
                     waiting[k] = {dep}
                     dependents[dep].add(k)
-                    if dep not in in_flight and dep not in ready:
-                        pending.add(dep)
-                        waiting[dep] = set()
-                        ready.append(dep)
+                    pending.add(dep)
+                    waiting[dep] = set()
+                    make_ready(dep)
                 elif out.retryable and attempts[k] < max_attempts:
-                    ready.append(k)
+                    make_ready(k)
                 else:
                     outcomes[k] = out
                     failed.add(k)
