@@ -176,3 +176,59 @@ class ToyEnv:
             model_loader=self.model_loader,
             model_key={"name": "fake", "weights_sha256": "0" * 8},
         )
+
+
+# ---------------------------------------------------------------- interventions for process tests
+# They find their instructions in environment variables, which worker processes inherit.
+
+FIT_LOG_ENV = "GENIES_TEST_FIT_LOG"  # a file: each fit appends one line (pid)
+DIE_DIR_ENV = "GENIES_TEST_DIE_DIR"  # a folder: score_pairs SIGKILLs its process once per pair set
+DIE_ALWAYS_ENV = "GENIES_TEST_DIE_ALWAYS"
+
+
+class SleepyConfig(InterventionConfig):
+    seconds: float = 1.0
+
+
+@register_intervention("test_sleepy")
+class SleepyIntervention(Intervention):
+    """Fits slowly (so two processes fitting the same state overlap) and logs every fit."""
+
+    Config = SleepyConfig
+
+    def requirements(self, config):
+        return Requirements(train_data=True, fit_model=False)
+
+    def fit(self, ctx, train, config):
+        import os
+        import time
+
+        log = os.environ.get(FIT_LOG_ENV)
+        if log:
+            with open(log, "a") as fh:
+                fh.write(f"{os.getpid()}\n")
+        time.sleep(config.seconds)
+        return InterventionState(meta={"intervention": "test_sleepy", "n": len(train)})
+
+    def score_pairs(self, ctx, state, pairs, config):
+        p = [sigmoid((len(pr.correct) - len(pr.incorrect)) / 7.0) for pr in pairs]
+        return ScoredPairs([pr.id for pr in pairs], np.array(p))
+
+
+@register_intervention("test_die_once")
+class DieOnceIntervention(LengthIntervention):
+    """test_length, except that scoring kills its own process the first time it sees a pair set."""
+
+    def score_pairs(self, ctx, state, pairs, config):
+        import hashlib
+        import os
+        import signal
+
+        folder = os.environ.get(DIE_DIR_ENV)
+        if folder:
+            marker = Path(folder) / hashlib.sha256(",".join(p.id for p in pairs).encode()).hexdigest()
+            if os.environ.get(DIE_ALWAYS_ENV) or not marker.exists():
+                marker.write_text("died")
+                os.kill(os.getpid(), signal.SIGKILL)
+        p = [sigmoid(config.scale * (len(pr.correct) - len(pr.incorrect)) / 7.0) for pr in pairs]
+        return ScoredPairs([pr.id for pr in pairs], np.array(p))

@@ -167,6 +167,7 @@ def _init_worker(spec_json: dict[str, Any]) -> None:
     store = ResultStore(spec.store, warn=lambda m: messages.append(f"warning: {m}"))
     _WORKER["messages"] = messages
     _WORKER["env"] = NodeEnv(store, spec, log=messages.append)
+    _WORKER["reported"] = store.counters.as_dict()
 
 
 def _worker_run(node_json: dict[str, Any]) -> dict[str, Any]:
@@ -175,6 +176,10 @@ def _worker_run(node_json: dict[str, Any]) -> dict[str, Any]:
     messages.clear()
     out = run_node(Node.from_json(node_json), env, checked=True, catch_all=True)
     out.messages = [*messages, *out.messages]
+    # everything counted since the last report (a preload's model load included)
+    now, last = env.counters.as_dict(), _WORKER["reported"]
+    out.counters = {k: now[k] - last[k] for k in now if now[k] != last[k]}
+    _WORKER["reported"] = now
     return out.to_json()
 
 

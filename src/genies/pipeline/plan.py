@@ -37,14 +37,15 @@ from genies.pipeline.nodes import (
     train_selection,
 )
 
-#: (distribution id, split, rules) → indices of the split's examples too long under any of the rules.
-OverLength = Callable[[str, str, tuple[LengthRule, ...]], set[int]]
+#: (distribution id, split, rules) → (indices of the split's examples too long under any of the rules,
+#: the ``lengths`` nodes that say so — already resolved).
+OverLength = Callable[[str, str, tuple[LengthRule, ...]], tuple[set[int], list[Node]]]
 
 
-def no_over_length(dist_id: str, split: str, rules: tuple[LengthRule, ...]) -> set[int]:
+def no_over_length(dist_id: str, split: str, rules: tuple[LengthRule, ...]) -> tuple[set[int], list[Node]]:
     if rules:
         raise ValueError("length rules need a tokenizer: pass over_length")
-    return set()
+    return set(), []
 
 
 class ShiftLike(Protocol):
@@ -144,40 +145,45 @@ class Planner:
     def _state(self, graph: Graph, r: _Request) -> Node:
         reqs = r.iv.requirements(r.cfg)
         train_id = r.train_id if reqs.train_data else None
-        train = None
+        train, checks = None, []
         if train_id is not None:
             dist = self.dists[train_id]
             head = dist.train.head(self.train_limit)
-            over = (
-                self.over_length(train_id, "train", tuple(reqs.train_lengths))
-                if reqs.train_lengths
-                else set()
-            )
+            over, checks = self._over(graph, train_id, "train", tuple(reqs.train_lengths))
             train = train_selection(dist, self.train_limit, {ex.index for ex in head.examples} & over)
         deps = [
             graph.add(activations_node(self.model, train, spec, self.seed)).key
             for spec in reqs.fit_activations
             if train is not None
         ]
-        return graph.add(state_node(r.iv, r.cfg, self.model, train, self.seed, deps))
+        return graph.add(state_node(r.iv, r.cfg, self.model, train, self.seed, deps + checks))
+
+    def _over(
+        self, graph: Graph, dist_id: str, split: str, rules: tuple[LengthRule, ...]
+    ) -> tuple[set[int], list[str]]:
+        """Over-length example indices under ``rules`` and the keys of the lengths nodes behind them."""
+        if not rules:
+            return set(), []
+        over, nodes = self.over_length(dist_id, split, rules)
+        return over, [graph.add(n).key for n in nodes]
 
     def build(self) -> tuple[Graph, list[str]]:
         """The graph and, per request, its evaluation key."""
         graph = Graph()
         rules = self._rules()
-        over: dict[tuple[str, str], set[int]] = {}
+        over: dict[tuple[str, str], tuple[set[int], list[str]]] = {}
         keys = []
         for r in self.requests:
             where = (r.dist_id, r.split)
             if where not in over:
-                over[where] = self.over_length(r.dist_id, r.split, rules[where]) if rules[where] else set()
+                over[where] = self._over(graph, r.dist_id, r.split, rules[where])
             state = self._state(graph, r)
-            sel = eval_selection(self.dists[r.dist_id], r.split, self.limit, over[where])
+            sel = eval_selection(self.dists[r.dist_id], r.split, self.limit, over[where][0])
             acts = [
                 graph.add(activations_node(self.model, sel, spec, None)).key
                 for spec in r.iv.requirements(r.cfg).score_activations
             ]
-            keys.append(graph.add(evaluation_node(state, sel, acts)).key)
+            keys.append(graph.add(evaluation_node(state, sel, [*acts, *over[where][1]])).key)
         return graph, keys
 
 

@@ -270,11 +270,12 @@ def over_length_oracle(
     env: NodeEnv, source: Callable[[], TokenizerSource], dists: Mapping[str, Distribution]
 ) -> OverLength:
     """Over-length examples from ``lengths`` nodes, resolved now through the store (tokenizer only)."""
-    memo: dict[tuple[str, str, LengthRule], list[int]] = {}
+    memo: dict[tuple[str, str, LengthRule], tuple[Node, list[int]]] = {}
 
-    def over_length(dist_id: str, split: str, rules: tuple[LengthRule, ...]) -> set[int]:
+    def over_length(dist_id: str, split: str, rules: tuple[LengthRule, ...]) -> tuple[set[int], list[Node]]:
         src = source()
         out: set[int] = set()
+        nodes = []
         for rule in rules:
             if (dist_id, split, rule) not in memo:
                 node = lengths_node(src.sha256, src.name, data_ref(dists[dist_id], split), rule)
@@ -285,9 +286,11 @@ def over_length_oracle(
                     raise StoreError(
                         f"the lengths of {dist_id} ({split}) cannot be read back from {env.store.root}"
                     )
-                memo[(dist_id, split, rule)] = record.longest
-            out |= {i for i, n in enumerate(memo[(dist_id, split, rule)]) if n > src.max_length}
-        return out
+                memo[(dist_id, split, rule)] = (node, record.longest)
+            node, longest = memo[(dist_id, split, rule)]
+            nodes.append(node)
+            out |= {i for i, n in enumerate(longest) if n > src.max_length}
+        return out, nodes
 
     return over_length
 
@@ -350,6 +353,9 @@ def prepare_run(
             "the models folder": models_dir(),
         },
     )
+    if options.workers > 1 and (model_loader is not None or load_distribution is not None):
+        raise ConfigError("--workers > 1 needs models and data that worker processes can load by name")
+    user_loader = load_distribution
     if load_distribution is None:
         from genies.data import load_distribution as _load
 
@@ -361,7 +367,7 @@ def prepare_run(
     try:
         store.check_writable()
         spec = RunSpec(str(store.root), None if options.data_dir is None else str(options.data_dir))
-        env = NodeEnv(store, spec, model_loader=model_loader, load_distribution=load_distribution)
+        env = NodeEnv(store, spec, model_loader=model_loader, load_distribution=user_loader)
 
         def tokenizer_source() -> TokenizerSource:
             nonlocal tokenizer
@@ -418,7 +424,7 @@ def find_todo(graph: Graph, env: NodeEnv, sinks: Sequence[str]) -> list[str]:
     """
     wanted, todo = set(sinks), set()
     for node in reversed(list(graph)):
-        if node.key not in wanted or node.kind == "lengths":
+        if node.key not in wanted:
             continue
         if lookup(node, env, report=True) is not None:
             count_reused(node, env)
