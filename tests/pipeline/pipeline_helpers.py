@@ -77,7 +77,7 @@ class LengthIntervention(Intervention):
 
     def fit(self, ctx, train, config):
         Counter.fits += 1
-        return InterventionState(meta={"intervention": "test_length"})
+        return InterventionState(meta={"intervention": self.name})
 
     def score_pairs(self, ctx, state, pairs: Sequence, config):
         Counter.tick(ctx.model)

@@ -55,6 +55,7 @@ class NodeOutcome:
     error_type: str | None = None
     dep: str | None = None
     retryable: bool = False
+    crashed: bool = False  # its worker process died (this node, or another one in the same pool)
     counters: dict[str, int] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -192,6 +193,10 @@ def _worker_preload(model: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _crashed(key: str) -> NodeOutcome:
+    return NodeOutcome(key, "failed", error="a worker process died while running it", retryable=True, crashed=True)
+
+
 class PoolExecutor:
     """``workers`` processes on this machine; a dead worker is replaced and its node retried."""
 
@@ -244,13 +249,10 @@ class PoolExecutor:
                 outcomes.append(NodeOutcome.from_json(fut.result()))
             except BrokenProcessPool:
                 broken = True
-                outcomes.append(
-                    NodeOutcome(key, "failed", error="a worker process died while running it", retryable=True)
-                )
+                outcomes.append(_crashed(key))
         if broken:  # every other in-flight node died with the pool: collect them, start a new pool
             for fut in list(self._futures):
-                key = self._futures.pop(fut)
-                outcomes.append(NodeOutcome(key, "failed", error="its worker pool broke", retryable=True))
+                outcomes.append(_crashed(self._futures.pop(fut)))
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
         return outcomes
@@ -308,7 +310,10 @@ def run_graph(
 
     Ready nodes are submitted earliest-planned first, at most ``executor.capacity`` at a time, so the
     local executor runs the graph in plan order (baseline, target-tuned references, then source by
-    source, as upstream did) and a pool streams results.
+    source, as upstream did) and a pool streams results. When a worker process dies, every node in
+    flight in its pool fails with it and nobody can tell which one killed it: those nodes are retried
+    one at a time ("suspects"), and only a node that crashes a worker while running alone uses up an
+    attempt.
     """
     import heapq
 
@@ -327,6 +332,8 @@ def run_graph(
     heapq.heapify(ready)
     queued: set[str] = {k for _, k in ready}
     in_flight: set[str] = set()
+    suspects: set[str] = set()
+    solo: set[str] = set()
 
     def make_ready(k: str) -> None:
         if k not in queued and k not in in_flight:
@@ -344,16 +351,28 @@ def run_graph(
         if order:
             executor.start(preload=preload)
         while ready or in_flight:
-            while ready and len(in_flight) < max(1, executor.capacity):
-                _, k = heapq.heappop(ready)
+            while ready and len(in_flight) < max(1, executor.capacity) and not (solo & in_flight):
+                k = ready[0][1]
+                if k in suspects and in_flight:
+                    break  # a suspect runs alone: wait for the others to finish
+                heapq.heappop(ready)
                 queued.discard(k)
                 attempts[k] += 1
                 in_flight.add(k)
+                if k in suspects:
+                    solo.add(k)
                 executor.submit(graph[k])
             for out in executor.wait():
                 k = out.key
                 in_flight.discard(k)
+                alone = k in solo
+                solo.discard(k)
                 node = graph[k]
+                if out.crashed and not alone and attempts[k] <= max_attempts:
+                    attempts[k] -= 1  # maybe a bystander: retry it alone, without using an attempt
+                    suspects.add(k)
+                    make_ready(k)
+                    continue
                 on_outcome(node, out)
                 if out.status in ("computed", "reused"):
                     outcomes[k] = out
