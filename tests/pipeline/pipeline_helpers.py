@@ -232,3 +232,76 @@ class DieOnceIntervention(LengthIntervention):
                 os.kill(os.getpid(), signal.SIGKILL)
         p = [sigmoid(config.scale * (len(pr.correct) - len(pr.incorrect)) / 7.0) for pr in pairs]
         return ScoredPairs([pr.id for pr in pairs], np.array(p))
+
+
+# ---------------------------------------------------------------- interventions for ctx services
+
+
+@register_intervention("test_acts")
+class ActsIntervention(Intervention):
+    """A probe on cached activations: fit averages the correct-minus-incorrect residuals of the
+    training pairs, scoring projects the evaluated pairs' differences on that direction."""
+
+    Config = BiasConfig
+
+    def requirements(self, config):
+        from genies.api.intervention import ActivationSpec
+
+        spec = ActivationSpec(sites=("resid",), template="Q: {prompt}\nA: {response}")
+        return Requirements(
+            fit_model=False, score_model=False, fit_activations=(spec,), score_activations=(spec,)
+        )
+
+    def _diffs(self, ctx, pairs):
+        from genies.api.intervention import pair_texts
+
+        texts = pair_texts(pairs)
+        acts = ctx.activations(texts, ("resid",), "Q: {prompt}\nA: {response}")["resid"]
+        index = {t: i for i, t in enumerate(texts)}
+        return [
+            acts[index[(p.prompt, p.correct)]] - acts[index[(p.prompt, p.incorrect)]] for p in pairs
+        ]
+
+    def fit(self, ctx, train, config):
+        import torch
+
+        diffs = self._diffs(ctx, train.to_pairs("one_per_example", seed=ctx.seed))
+        direction = torch.stack(diffs).mean(0) if diffs else torch.zeros(1)
+        return InterventionState(meta={"intervention": "test_acts"}, tensors={"direction": direction})
+
+    def score_pairs(self, ctx, state, pairs, config):
+        w = state.tensors["direction"]
+        p = [sigmoid(float((d * w).sum())) for d in self._diffs(ctx, pairs)]
+        return ScoredPairs([pr.id for pr in pairs], np.array(p))
+
+
+class CkptConfig(InterventionConfig):
+    interrupt_first: bool = True
+
+
+@register_intervention("test_ckpt")
+class CheckpointIntervention(Intervention):
+    """A resumable "training": step 1 is saved in ctx.checkpoint_dir, then (in the first fit after
+    ``observed`` was cleared) the run is interrupted; a rerun resumes from the checkpoint."""
+
+    Config = CkptConfig
+    observed: ClassVar[list[dict]] = []
+
+    def requirements(self, config):
+        return Requirements(fit_model=False)
+
+    def fit(self, ctx, train, config):
+        d = ctx.checkpoint_dir
+        ckpt = d / "progress.json"
+        seen = {"dir": str(d), "resumed": ckpt.exists()}
+        CheckpointIntervention.observed.append(seen)
+        if not ckpt.exists():
+            ckpt.write_text(json.dumps({"step": 1}))
+            if config.interrupt_first and len(CheckpointIntervention.observed) == 1:  # the run's first fit
+                raise KeyboardInterrupt
+        step = json.loads(ckpt.read_text())["step"]
+        return InterventionState(meta={"intervention": "test_ckpt", "resumed_at": step if seen["resumed"] else 0})
+
+    def score_pairs(self, ctx, state, pairs, config):
+        p = [sigmoid((len(pr.correct) - len(pr.incorrect)) / 7.0) for pr in pairs]
+        return ScoredPairs([pr.id for pr in pairs], np.array(p))

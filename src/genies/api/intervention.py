@@ -119,6 +119,8 @@ class Requirements:
     * ``train_data`` — fit reads the training split. False: the state never depends on it (zero_shot),
       so "fitted on S" and "the base model" are one state and their evaluations one key.
     * ``fit_model`` — fit uses the model (weights, engine, adapters). False: fitting never loads it.
+    * ``score_model`` — scoring uses the model. False (methods that read only cached activations):
+      an evaluation whose activations are cached runs without loading it.
     * ``result_neutral`` — config keys that never change a number (``batch_size``): left out of keys.
     * ``fit_activations`` / ``score_activations`` — activations fit / scoring read; the planner adds
       ``activations`` nodes that fill the activation cache first, and ``ctx.activations`` reads them.
@@ -129,6 +131,7 @@ class Requirements:
 
     train_data: bool = True
     fit_model: bool = True
+    score_model: bool = True
     result_neutral: frozenset[str] = frozenset()
     fit_activations: tuple[ActivationSpec, ...] = ()
     score_activations: tuple[ActivationSpec, ...] = ()

@@ -15,7 +15,6 @@ Both score each response by its log-probability given a (possibly prefixed) prom
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -31,6 +30,7 @@ from genies.api.intervention import (
     ScoredPairs,
 )
 from genies.errors import StoreError
+from genies.hashing import sha256_text
 from genies.models.scoring import ScoringMethod
 
 if TYPE_CHECKING:
@@ -56,8 +56,9 @@ class ScoringConfig(InterventionConfig):
 
 
 def stable_hash(text: str) -> int:
-    """A 64-bit integer from sha256 of ``text``: stable across processes, unlike ``hash()``."""
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+    """A 64-bit integer from sha256 of ``text`` (its first 8 bytes, big-endian): stable across
+    processes, unlike ``hash()``."""
+    return int(sha256_text(text)[:16], 16)
 
 
 @dataclass

@@ -105,7 +105,9 @@ def state_node(
     )
 
 
-def evaluation_node(state: Node, selection: dict[str, Any], deps: Sequence[str] = ()) -> Node:
+def evaluation_node(
+    state: Node, selection: dict[str, Any], deps: Sequence[str] = (), *, needs_model: bool = True
+) -> Node:
     inputs = {
         "kind": "evaluation",
         "state": state.inputs,
@@ -117,7 +119,7 @@ def evaluation_node(state: Node, selection: dict[str, Any], deps: Sequence[str] 
         "evaluation",
         inputs,
         deps=[state.key, *deps],
-        resources={"model": True, "units": len(selection["pair_ids"])},
+        resources={"model": needs_model, "units": len(selection["pair_ids"])},
         settings=dict(state.settings),
         label=f"{state.label} → {where}",
     )

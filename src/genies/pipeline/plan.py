@@ -179,11 +179,10 @@ class Planner:
                 over[where] = self._over(graph, r.dist_id, r.split, rules[where])
             state = self._state(graph, r)
             sel = eval_selection(self.dists[r.dist_id], r.split, self.limit, over[where][0])
-            acts = [
-                graph.add(activations_node(self.model, sel, spec, None)).key
-                for spec in r.iv.requirements(r.cfg).score_activations
-            ]
-            keys.append(graph.add(evaluation_node(state, sel, [*acts, *over[where][1]])).key)
+            reqs = r.iv.requirements(r.cfg)
+            acts = [graph.add(activations_node(self.model, sel, spec, None)).key for spec in reqs.score_activations]
+            node = evaluation_node(state, sel, [*acts, *over[where][1]], needs_model=reqs.score_model)
+            keys.append(graph.add(node).key)
         return graph, keys
 
 

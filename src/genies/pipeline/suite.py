@@ -333,16 +333,6 @@ def prepare_run(
     if not shifts:
         raise ConfigError(f"suite {options.suite!r} has no shifts")
 
-    if model_key is None:
-        from genies.models.loading import compute_settings, model_identity
-
-        model_info = {**model_identity(options.model), **compute_settings(options.device, options.dtype)}
-        # The folder a model was converted into or found in is not part of the key: the same weights
-        # give the same numbers wherever they live (a store can move to another machine).
-        model_key = {k: v for k, v in model_info.items() if k != "path"}
-    else:
-        model_info = dict(model_key)
-
     out = Path(options.out) if options.out is not None else default_out_dir(options.model, main.name)
     store = ResultStore(store_dir(options.store), warn=warn)
     check_out_location(
@@ -353,6 +343,16 @@ def prepare_run(
             "the models folder": models_dir(),
         },
     )
+    if model_key is None:
+        from genies.models.loading import compute_settings, model_identity
+
+        model_info = {**model_identity(options.model), **compute_settings(options.device, options.dtype)}
+        # The folder a model was converted into or found in is not part of the key: the same weights
+        # give the same numbers wherever they live (a store can move to another machine).
+        model_key = {k: v for k, v in model_info.items() if k != "path"}
+    else:
+        model_info = dict(model_key)
+
     if options.workers > 1 and (model_loader is not None or load_distribution is not None):
         raise ConfigError("--workers > 1 needs models and data that worker processes can load by name")
     user_loader = load_distribution
