@@ -74,7 +74,9 @@ def test_adapter_trains_on_the_shared_model_and_restores_it_bit_identically(lm):
     with torch.no_grad():
         base_logits = model(ids).logits.clone()
 
-    config = peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"], lora_dropout=0.0, init_lora_weights=False)
+    config = peft.LoraConfig(
+        r=4, target_modules=["q_proj", "v_proj"], lora_dropout=0.0, init_lora_weights=False
+    )
     with ctx.adapter(config) as wrapped:
         trainable = [p for p in wrapped.parameters() if p.requires_grad]
         assert trainable and all("lora" in n for n, p in wrapped.named_parameters() if p.requires_grad)
@@ -103,7 +105,10 @@ def test_adapter_weights_can_be_loaded_frozen_and_the_model_is_restored_after_an
     with ctx.adapter(config) as wrapped:
         saved = {k: v.clone() for k, v in peft.get_peft_model_state_dict(wrapped).items()}
     before = _snapshot(lm.model)
-    with pytest.raises(RuntimeError, match="boom"), ctx.adapter(config, state_dict=saved, trainable=False) as w:
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        ctx.adapter(config, state_dict=saved, trainable=False) as w,
+    ):
         got = peft.get_peft_model_state_dict(w)
         assert all(torch.equal(got[k], saved[k]) for k in saved)
         assert not any(p.requires_grad for p in w.parameters())
@@ -120,9 +125,8 @@ def test_a_model_changed_inside_the_block_is_reported(lm):
     weight = lm.model.model.layers[0].mlp.up_proj.weight
     original = weight.detach().clone()
     try:
-        with pytest.raises(GeniesError, match="not restored as found"), ctx.adapter(config):
-            with torch.no_grad():
-                weight.add_(1.0)  # an in-place change of a base weight (e.g. merging an adapter)
+        with pytest.raises(GeniesError, match="not restored as found"), ctx.adapter(config), torch.no_grad():
+            weight.add_(1.0)  # an in-place change of a base weight (e.g. merging an adapter)
     finally:
         with torch.no_grad():
             weight.copy_(original)

@@ -72,7 +72,8 @@ def test_few_shot_end_to_end_with_train_distribution(use_data_dir, tiny_model_di
     assert other["p_correct"] != r["p_correct"]
     # batch size is not a result: same numbers
     batched = _run_json(
-        capsys, [*args, "--set", "intervention.num_shots=1", "--seed", "3", "--set", "intervention.batch_size=1"]
+        capsys,
+        [*args, "--set", "intervention.num_shots=1", "--seed", "3", "--set", "intervention.batch_size=1"],
     )[0]
     np.testing.assert_allclose(batched["p_correct"], r["p_correct"], rtol=0, atol=1e-6)
 

@@ -30,8 +30,14 @@ def test_both_registered_and_not_training():
         assert reqs.fit_model is False and not reqs.fit_activations and not reqs.score_activations
         assert "batch_size" in reqs.result_neutral
         assert [r.kind for r in reqs.lengths] == ["scoring"]
-    assert get_intervention("zero_shot").requirements(get_intervention("zero_shot").make_config({})).train_data is False
-    assert get_intervention("few_shot").requirements(get_intervention("few_shot").make_config({})).train_data is True
+    assert (
+        get_intervention("zero_shot").requirements(get_intervention("zero_shot").make_config({})).train_data
+        is False
+    )
+    assert (
+        get_intervention("few_shot").requirements(get_intervention("few_shot").make_config({})).train_data
+        is True
+    )
 
 
 def test_prefix_format_exact():

@@ -128,7 +128,6 @@ def test_pair_order_and_subset_invariance(lm):
 
 @pytest.mark.parametrize("name", ["zero_shot", "few_shot"])
 def test_batch_size_invariance(lm, name):
-    iv = get_intervention(name)
     results = []
     for bs in (None, 1, 3, 64):
         results.append(_fit_score(name, lm, PAIRS, batch_size=bs).p_correct)

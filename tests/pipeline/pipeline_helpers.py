@@ -258,9 +258,7 @@ class ActsIntervention(Intervention):
         texts = pair_texts(pairs)
         acts = ctx.activations(texts, ("resid",), "Q: {prompt}\nA: {response}")["resid"]
         index = {t: i for i, t in enumerate(texts)}
-        return [
-            acts[index[(p.prompt, p.correct)]] - acts[index[(p.prompt, p.incorrect)]] for p in pairs
-        ]
+        return [acts[index[(p.prompt, p.correct)]] - acts[index[(p.prompt, p.incorrect)]] for p in pairs]
 
     def fit(self, ctx, train, config):
         import torch
@@ -300,7 +298,9 @@ class CheckpointIntervention(Intervention):
             if config.interrupt_first and len(CheckpointIntervention.observed) == 1:  # the run's first fit
                 raise KeyboardInterrupt
         step = json.loads(ckpt.read_text())["step"]
-        return InterventionState(meta={"intervention": "test_ckpt", "resumed_at": step if seen["resumed"] else 0})
+        return InterventionState(
+            meta={"intervention": "test_ckpt", "resumed_at": step if seen["resumed"] else 0}
+        )
 
     def score_pairs(self, ctx, state, pairs, config):
         p = [sigmoid((len(pr.correct) - len(pr.incorrect)) / 7.0) for pr in pairs]

@@ -70,13 +70,18 @@ def fake_cache(monkeypatch):
 
 
 def test_activations_nodes_fill_the_cache_that_fit_and_scoring_read(toy, counter, tiny_model_dir, fake_cache):
-    opts = toy.options(intervention="test_acts", baseline_intervention="test_length", model=str(tiny_model_dir), device="cpu")
+    opts = toy.options(
+        intervention="test_acts", baseline_intervention="test_length", model=str(tiny_model_dir), device="cpu"
+    )
     first = run_suite(opts)
     graph = first.prepared.plan.graph
     acts = graph.of_kind("activations")
     # fit: toy_d (TTC reference), toy_b, toy_a, toy_e training splits; scoring: every evaluated split
     assert {(n.inputs["data"]["distribution"], n.inputs["data"]["split"]) for n in acts} >= {
-        ("toy_a", "train"), ("toy_e", "train"), ("toy_b", "test"), ("toy_a", "test")
+        ("toy_a", "train"),
+        ("toy_e", "train"),
+        ("toy_b", "test"),
+        ("toy_a", "test"),
     }
     for n in graph.of_kind("state"):
         if n.inputs["intervention"] == "test_acts":
@@ -109,7 +114,9 @@ def test_without_the_activation_cache_module_the_error_is_one_line(toy, tiny_mod
     from genies.errors import GeniesError
 
     monkeypatch.setitem(sys.modules, "genies.models.activation_cache", None)
-    opts = toy.options(intervention="test_acts", baseline_intervention="test_length", model=str(tiny_model_dir), device="cpu")
+    opts = toy.options(
+        intervention="test_acts", baseline_intervention="test_length", model=str(tiny_model_dir), device="cpu"
+    )
     with pytest.raises(GeniesError, match="genies.models.activation_cache"):
         run_suite(opts)
 
@@ -126,7 +133,11 @@ def test_checkpoint_dir_survives_an_interruption_and_is_removed_on_completion(to
     assert CheckpointIntervention.observed[1] == {"dir": str(ckpt), "resumed": True}
     assert not ckpt.exists()  # removed once the node completed
     store = resumed.prepared.store
-    states = [store.load_state(k) for k, n in resumed.prepared.plan.states.items() if n.inputs["intervention"] == "test_ckpt"]
+    states = [
+        store.load_state(k)
+        for k, n in resumed.prepared.plan.states.items()
+        if n.inputs["intervention"] == "test_ckpt"
+    ]
     assert states[0].state.meta["resumed_at"] == 1
 
 
@@ -144,6 +155,12 @@ def test_checkpoint_dir_is_used_under_the_nodes_lock(toy, counter, monkeypatch):
         return real_fit(self, ctx, train, config)
 
     monkeypatch.setattr(CheckpointIntervention, "fit", fit)
-    toy.run(intervention="test_ckpt", baseline_intervention="test_length", sets=["intervention.interrupt_first=false"])
+    toy.run(
+        intervention="test_ckpt",
+        baseline_intervention="test_length",
+        sets=["intervention.interrupt_first=false"],
+    )
     assert held and set(held) == {3}
-    assert not (ResultStore(toy.store).checkpoints_dir).exists() or not any(ResultStore(toy.store).checkpoints_dir.iterdir())
+    assert not (ResultStore(toy.store).checkpoints_dir).exists() or not any(
+        ResultStore(toy.store).checkpoints_dir.iterdir()
+    )

@@ -69,7 +69,9 @@ def _toy_args(toy, tiny_model_dir, **kw):
     return toy.options(**{**base, **kw})
 
 
-def test_a_worker_that_dies_mid_node_is_replaced_and_the_node_retried(toy, tiny_model_dir, tmp_path, monkeypatch):
+def test_a_worker_that_dies_mid_node_is_replaced_and_the_node_retried(
+    toy, tiny_model_dir, tmp_path, monkeypatch
+):
     die = tmp_path / "die"
     die.mkdir()
     monkeypatch.setenv(DIE_DIR_ENV, str(die))
@@ -112,10 +114,27 @@ def _state_node_file(toy, tiny_model_dir, tmp_path) -> Path:
 def test_two_processes_fitting_the_same_state_fit_it_once(toy, tiny_model_dir, tmp_path):
     node_file = _state_node_file(toy, tiny_model_dir, tmp_path)
     log = tmp_path / "fits.log"
-    env = {**os.environ, FIT_LOG_ENV: str(log), "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        FIT_LOG_ENV: str(log),
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    }
     code = "import sys; from genies.cli import main; sys.exit(main(sys.argv[1:]))"
-    cmd = [sys.executable, "-c", code, "node", str(node_file), "--store", str(toy.store), "--data-dir", str(toy.data_dir)]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-c",
+        code,
+        "node",
+        str(node_file),
+        "--store",
+        str(toy.store),
+        "--data-dir",
+        str(toy.data_dir),
+    ]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     results = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [r[1] for r in results]
     statuses = sorted(json.loads(out.strip().splitlines()[-1])["status"] for out, _ in results)

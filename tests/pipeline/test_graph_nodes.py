@@ -20,7 +20,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def _node() -> Node:
-    return Node.make("state", {"kind": "state", "intervention": "x", "seed": 0}, resources={"model": False}, label="x")
+    return Node.make(
+        "state", {"kind": "state", "intervention": "x", "seed": 0}, resources={"model": False}, label="x"
+    )
 
 
 def test_node_json_round_trip_and_key():
@@ -114,7 +116,17 @@ def test_every_node_of_a_real_plan_runs_in_a_fresh_process_and_gives_the_same_re
         f.write_text(node.dumps())
         code = "import sys; from genies.cli import main; sys.exit(main(sys.argv[1:]))"
         proc = subprocess.run(
-            [sys.executable, "-c", code, "node", str(f), "--store", str(store), "--data-dir", str(use_data_dir)],
+            [
+                sys.executable,
+                "-c",
+                code,
+                "node",
+                str(f),
+                "--store",
+                str(store),
+                "--data-dir",
+                str(use_data_dir),
+            ],
             env=env,
             capture_output=True,
             text=True,

@@ -203,7 +203,10 @@ def _other_intervention(d):
     doc["meta"]["intervention"] = "few_shot"
     (d / "state.json").write_text(json.dumps(doc))
     sentinel = json.loads((d / SENTINEL).read_text())
-    sentinel["files"]["state.json"] = {"size": (d / "state.json").stat().st_size, "sha256": sha256_file(d / "state.json")}
+    sentinel["files"]["state.json"] = {
+        "size": (d / "state.json").stat().st_size,
+        "sha256": sha256_file(d / "state.json"),
+    }
     (d / SENTINEL).write_text(json.dumps(sentinel))
 
 
@@ -218,7 +221,15 @@ def _other_intervention(d):
         lambda d: (d / SENTINEL).write_bytes(b"\xff\xfe"),
         _other_intervention,
     ],
-    ids=["no-sentinel", "missing-file", "truncated-tensors", "edited-meta", "bad-sentinel", "not-utf8", "other-iv"],
+    ids=[
+        "no-sentinel",
+        "missing-file",
+        "truncated-tensors",
+        "edited-meta",
+        "bad-sentinel",
+        "not-utf8",
+        "other-iv",
+    ],
 )
 def test_broken_state_is_reported_and_not_used(store, damage):
     store.save_state(KEY, _state(), STATE_INPUTS, generation=0)

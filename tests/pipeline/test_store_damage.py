@@ -56,7 +56,10 @@ def _state_names_other_intervention(outcome):
     doc["meta"]["intervention"] = "test_length"
     (d / "state.json").write_text(json.dumps(doc))
     sentinel = json.loads((d / SENTINEL).read_text())  # hashes made to match: only the meta check is left
-    sentinel["files"]["state.json"] = {"size": (d / "state.json").stat().st_size, "sha256": sha256_file(d / "state.json")}
+    sentinel["files"]["state.json"] = {
+        "size": (d / "state.json").stat().st_size,
+        "sha256": sha256_file(d / "state.json"),
+    }
     (d / SENTINEL).write_text(json.dumps(sentinel))
     return d
 
@@ -95,12 +98,20 @@ def test_damage_is_detected_named_recomputed_and_the_store_repaired(toy, counter
     assert repaired.counters.evaluations_computed >= 1
     clean = toy.run(intervention="test_bias", limit=5, store=tmp_path / "clean", out=tmp_path / "clean-out")
     assert repaired.csv_path.read_bytes() == clean.csv_path.read_bytes()
-    assert json.loads(repaired.json_path.read_text())["rows"] == json.loads(clean.json_path.read_text())["rows"]
+    assert (
+        json.loads(repaired.json_path.read_text())["rows"] == json.loads(clean.json_path.read_text())["rows"]
+    )
     # the repaired store is complete: nothing to compute, nothing stale, no model loaded
     loads = len(toy.loads)
     again = toy.run(intervention="test_bias", limit=5)
     c = again.counters
-    assert (c.evaluations_computed, c.states_computed, c.corrupt_entries, c.stale_entries, c.model_loads) == (0, 0, 0, 0, 0)
+    assert (c.evaluations_computed, c.states_computed, c.corrupt_entries, c.stale_entries, c.model_loads) == (
+        0,
+        0,
+        0,
+        0,
+        0,
+    )
     assert len(toy.loads) == loads and not again.model_loaded
 
 
@@ -136,7 +147,9 @@ def test_over_length_pairs_are_dropped_once_per_distribution(use_data_dir, tiny_
         )
     )
     store, row = out.prepared.store, out.prepared.plan.rows[0]
-    gen, base, ttc = (store.load_evaluation(k) for k in (row.generalization, row.baseline, row.ttc["few_shot"]))
+    gen, base, ttc = (
+        store.load_evaluation(k) for k in (row.generalization, row.baseline, row.ttc["few_shot"])
+    )
     assert gen.pair_ids == base.pair_ids == ttc.pair_ids  # one drop decision for alpaca_hard
     assert gen.dropped == base.dropped and gen.n + gen.dropped == 12
     lengths = out.prepared.plan.graph.of_kind("lengths")

@@ -208,7 +208,9 @@ def test_tree_without_usable_files(tmp_path):
     with pytest.raises(DataError, match="holds no upstream evaluation files"):
         import_upstream(tmp_path, store=tmp_path / "store")
     (root / "b.json").write_text("{not json")
-    with pytest.raises(DataError, match=r"1 file .* cannot be read as JSON \(evaluations/mms/llama-7b-a/b.json\)"):
+    with pytest.raises(
+        DataError, match=r"1 file .* cannot be read as JSON \(evaluations/mms/llama-7b-a/b.json\)"
+    ):
         import_upstream(tmp_path, store=tmp_path / "store")
 
 

@@ -194,7 +194,9 @@ def _worker_preload(model: dict[str, Any]) -> dict[str, Any]:
 
 
 def _crashed(key: str) -> NodeOutcome:
-    return NodeOutcome(key, "failed", error="a worker process died while running it", retryable=True, crashed=True)
+    return NodeOutcome(
+        key, "failed", error="a worker process died while running it", retryable=True, crashed=True
+    )
 
 
 class PoolExecutor:

@@ -180,7 +180,10 @@ class Planner:
             state = self._state(graph, r)
             sel = eval_selection(self.dists[r.dist_id], r.split, self.limit, over[where][0])
             reqs = r.iv.requirements(r.cfg)
-            acts = [graph.add(activations_node(self.model, sel, spec, None)).key for spec in reqs.score_activations]
+            acts = [
+                graph.add(activations_node(self.model, sel, spec, None)).key
+                for spec in reqs.score_activations
+            ]
             node = evaluation_node(state, sel, [*acts, *over[where][1]], needs_model=reqs.score_model)
             keys.append(graph.add(node).key)
         return graph, keys
