@@ -41,9 +41,10 @@ class _Model(pydantic.BaseModel):
 class EvaluationRecord(_Model):
     """One evaluation: an intervention (trained on ``train_distribution``) scored on a split.
 
-    ``metrics`` are ``genies.metrics.summarize(p_correct)`` under ``metrics_version`` (keys: accuracy
-    with ties half, ``accuracy_upstream`` with ties correct, ``tie_rate``, ``brier_score``,
-    ``average_probability``, ``rms_calibration_error``, ``ece``, ``rms_calibration_error_upstream``).
+    ``metrics`` are ``genies.metrics.summarize(p_correct)`` under ``metrics_version``; keys (all floats,
+    NaN allowed): ``accuracy`` (ties count half), ``accuracy_upstream`` (ties count as correct),
+    ``tie_rate``, ``brier_score``, ``average_probability``, ``rms_calibration_error``, ``ece``,
+    ``rms_calibration_error_upstream``.
 
     For genies records (``origin="genies"``) ``inputs`` is the evaluation node's inputs (``key`` is
     their content hash) and the descriptive fields (intervention, config, model, distributions,

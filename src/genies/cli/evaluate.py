@@ -105,7 +105,7 @@ def evaluate_distributions(
 
     with tempfile.TemporaryDirectory(prefix="genies-evaluate-") as tmp:
         store = ResultStore(tmp, warn=say)
-        env = NodeEnv(store, RunSpec(tmp), log=say, load_distribution=by_id.__getitem__)
+        env = NodeEnv(store, RunSpec(tmp, device=device), log=say, load_distribution=by_id.__getitem__)
         oracle = over_length_oracle(env, lambda: TokenizerSource(model, info["path"]), by_id)
         planner = Planner(by_id, model_key, seed=seed, limit=limit, train_limit=None, over_length=oracle)
         for dist in evals:

@@ -56,6 +56,8 @@ class RunSpec:
     ``min_generation``: results of older generations are not used (a forced run's generation).
     ``forced``: the generation results of a forced run are written with (None: not forced).
     ``threads``: torch CPU threads per process (None: torch's default).
+    ``device``: where to place models (``cuda:1``); not part of any key — only its type is, and a
+    device of another type than a node's ``device_type`` is ignored for that node.
     """
 
     store: str
@@ -64,6 +66,7 @@ class RunSpec:
     forced: int | None = None
     threads: int | None = None
     plugin_modules: tuple[str, ...] = ()
+    device: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,6 +114,8 @@ class NodeEnv:
         key = content_hash(dict(model), 32)
         if key not in self.sessions:
             device = str(model.get("device_type", "auto"))
+            if self.spec.device and self.spec.device.split(":")[0] == device:
+                device = self.spec.device
             self.sessions[key] = ModelSession(
                 model["name"],
                 device=device,

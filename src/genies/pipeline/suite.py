@@ -366,7 +366,11 @@ def prepare_run(
     created = prepare_out(out)
     try:
         store.check_writable()
-        spec = RunSpec(str(store.root), None if options.data_dir is None else str(options.data_dir))
+        spec = RunSpec(
+            str(store.root),
+            None if options.data_dir is None else str(options.data_dir),
+            device=options.device,
+        )
         env = NodeEnv(store, spec, model_loader=model_loader, load_distribution=user_loader)
 
         def tokenizer_source() -> TokenizerSource:
