@@ -311,3 +311,17 @@ def test_paper_rows_unknown_names(tree, tmp_path):
         paper_rows("llama-7b", "msm", store=tmp_path / "store")
     with pytest.raises(UnknownNameError, match="unknown suite"):
         paper_rows("llama-7b", "mms", "genis", store=tmp_path / "store")
+
+
+def test_metrics_of_an_older_version_are_recomputed_on_read(tree, tmp_path):
+    store = tmp_path / "store"
+    import_upstream(tree.root, store=store)
+    bundle = store / "upstream" / "evaluations" / "llama-7b" / "mms.json"
+    doc = json.loads(bundle.read_text())
+    for rec in doc["records"]:
+        rec["metrics_version"], rec["metrics"] = "0", {"accuracy": -1.0}
+    os.chmod(bundle, 0o644)
+    bundle.write_text(json.dumps(doc))
+    for rec in UpstreamStore(store).bundle("llama-7b", "mms").values():
+        assert rec.metrics_version == metrics.METRICS_VERSION
+        assert rec.metrics == metrics.summarize(rec.p_correct) or not rec.p_correct

@@ -69,12 +69,14 @@ def evaluate_distributions(
     device: str = "auto",
     dtype: str | None = None,
     status: Callable[[str], None] | None = None,
+    console: Any = None,
 ) -> list[Any]:
     """Fit ``intervention`` and score each distribution's pairs: one ``EvaluationRecord`` each.
 
     ``limit`` keeps the first N pairs after pairing (upstream's ``set_max_examples``; it may cut an
     example's pairs); examples too long for the model are then dropped and counted in ``dropped``.
-    Training splits are not limited. All inputs are validated before the model is loaded.
+    Training splits are not limited. All inputs are validated before the model is loaded. With a
+    rich ``console``, a progress bar shows the pairs scored.
     """
     from genies.data import load_distribution
     from genies.interventions import get_intervention
@@ -84,7 +86,7 @@ def evaluate_distributions(
     from genies.pipeline.kinds import NodeEnv, RunSpec
     from genies.pipeline.plan import Planner
     from genies.pipeline.store import ResultStore
-    from genies.pipeline.suite import find_todo, over_length_oracle
+    from genies.pipeline.suite import ctx_progress, progress_bar, find_todo, over_length_oracle
 
     if split not in ("train", "test"):
         raise ConfigError(f"--split must be 'train' or 'test', got {split!r}")
@@ -112,7 +114,20 @@ def evaluate_distributions(
             planner.request(iv, cfg, (train_dist or dist).id, dist.id, split)
         graph, keys = planner.build()
         todo = find_todo(graph, env, keys)
-        run_graph(graph, todo, LocalExecutor(env), preload=model_key if todo else None)
+        total = sum(int(graph[k].resources.get("units", 0)) for k in todo)
+        with progress_bar(console, total, console is not None) as bar:
+
+            def advance(node: Any, out: Any) -> None:
+                if bar is not None:
+                    bar.update(
+                        bar.main_task, advance=int(node.resources.get("units", 0)), description=node.label
+                    )
+
+            if bar is not None:
+                env.progress = ctx_progress(bar)
+            run_graph(
+                graph, todo, LocalExecutor(env), preload=model_key if todo else None, on_outcome=advance
+            )
         return [store.load_evaluation(k) for k in keys]
 
 
@@ -217,6 +232,7 @@ def evaluate(
         device=device,
         dtype=dtype,
         status=lambda msg: err.print(msg, style="dim", markup=False),
+        console=err if err.is_terminal else None,
     )
     docs = [r.model_dump(mode="json") for r in records]
     if json_out:

@@ -443,7 +443,7 @@ def _model_inputs(node: Node) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _progress_bar(console: Console | None, total: int, enabled: bool) -> Iterator[Any]:
+def progress_bar(console: Console | None, total: int, enabled: bool) -> Iterator[Any]:
     if not enabled or console is None:
         yield None
         return
@@ -472,7 +472,7 @@ def _progress_bar(console: Console | None, total: int, enabled: bool) -> Iterato
         yield progress
 
 
-def _ctx_progress(progress: Any) -> Callable[[int, str], Any]:
+def ctx_progress(progress: Any) -> Callable[[int, str], Any]:
     """``ctx.progress`` inside the local executor: a transient sub-task of the run's progress bar."""
 
     @contextlib.contextmanager
@@ -525,9 +525,9 @@ def execute(prepared: PreparedRun, *, console: Console | None = None) -> RunOutc
     total = sum(int(plan.graph[k].resources.get("units", 0)) for k in todo)
     done = 0
     try:
-        with _progress_bar(console, total, o.progress) as bar:
+        with progress_bar(console, total, o.progress) as bar:
             if bar is not None:
-                env.progress = _ctx_progress(bar)
+                env.progress = ctx_progress(bar)
             executor = make_executor(o.executor, o.workers, env)
 
             def on_outcome(node: Node, out: NodeOutcome) -> None:

@@ -53,6 +53,7 @@ from genies.errors import DataError, GeniesError, StoreError, UnknownNameError
 from genies.hashing import content_hash
 from genies.io import atomic_path
 from genies.metrics import (
+    METRICS_VERSION,
     as_probabilities,
     summarize,
     tie_count,
@@ -318,6 +319,7 @@ def _record_from_file(
         n=len(p),
         ties=tie_count(arr) if p else 0,
         metrics=summarize(arr) if p else {},
+        metrics_version=METRICS_VERSION,
         info=info,
         versions={"genies": __version__},
         created=str(raw.get("timestamp", "")),
@@ -540,6 +542,15 @@ def import_upstream(
 # --- reading the imported store --------------------------------------------------------------------
 
 
+def _current(rec: EvaluationRecord) -> EvaluationRecord:
+    """An imported record with its genies metrics under the current ``METRICS_VERSION`` (recomputed
+    from its probabilities when it was imported under another; the paper's own numbers stay in
+    ``info["stored"]``)."""
+    if rec.metrics_version == METRICS_VERSION or not rec.p_correct:
+        return rec
+    return rec.model_copy(update={"metrics": summarize(rec.p_correct), "metrics_version": METRICS_VERSION})
+
+
 class UpstreamStore:
     """Read access to an import: look-ups by (model, intervention, train, eval) and by target."""
 
@@ -593,7 +604,7 @@ class UpstreamStore:
             else:
                 doc = self._load(path, BUNDLE_KIND)
                 try:
-                    recs = [EvaluationRecord.model_validate(r) for r in doc["records"]]
+                    recs = [_current(EvaluationRecord.model_validate(r)) for r in doc["records"]]
                 except (KeyError, TypeError, pydantic.ValidationError) as exc:
                     raise StoreError(f"{path} is malformed ({type(exc).__name__}); re-import") from None
                 self._bundles[(label, intervention)] = {r.key: r for r in recs}
@@ -616,7 +627,7 @@ class UpstreamStore:
         for label, iv in sorted({(k[0], k[1]) for k in self._keys}):
             doc = self._load(_bundle_path(self.root, label, iv), BUNDLE_KIND)
             for r in doc["records"]:
-                yield EvaluationRecord.model_validate(r)
+                yield _current(EvaluationRecord.model_validate(r))
 
     def ttc(self, label: str, target: str) -> UpstreamTTC | None:
         """The paper's target-tuned capability for ``target`` (keyed by target, not reference)."""
