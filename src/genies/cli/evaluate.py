@@ -86,7 +86,7 @@ def evaluate_distributions(
     from genies.pipeline.kinds import NodeEnv, RunSpec
     from genies.pipeline.plan import Planner
     from genies.pipeline.store import ResultStore
-    from genies.pipeline.suite import ctx_progress, progress_bar, find_todo, over_length_oracle
+    from genies.pipeline.suite import ctx_progress, find_todo, over_length_oracle, progress_bar
 
     if split not in ("train", "test"):
         raise ConfigError(f"--split must be 'train' or 'test', got {split!r}")
