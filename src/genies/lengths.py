@@ -33,9 +33,18 @@ def render_template(template: str | None, prompt: str, response: str) -> str:
 
 
 def _ids(tokenizer: Any, texts: Sequence[str], *, special: bool) -> list[list[int]]:
+    """Token ids of ``texts``, without transformers' warning that a text is longer than the model's
+    limit (finding those texts is the point here)."""
     if not texts:
         return []
-    return list(tokenizer(list(texts), add_special_tokens=special)["input_ids"])
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return list(tokenizer(list(texts), add_special_tokens=special)["input_ids"])
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def scoring_lengths(tokenizer: Any, requests: Sequence[tuple[str, str]]) -> list[int]:

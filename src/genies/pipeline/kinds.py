@@ -181,11 +181,11 @@ class LengthsKind:
 
     def compute(self, node: Node, env: NodeEnv) -> LengthsRecord:
         from genies.lengths import example_lengths
-        from genies.pipeline.nodes import _split
+        from genies.pipeline.nodes import checked_split
 
         inputs = node.inputs
         source = env.tokenizer(node.settings.get("model", ""), inputs["tokenizer_sha256"])
-        split = _split(env.distribution(inputs["data"]["distribution"]), inputs["data"])
+        split = checked_split(env.distribution(inputs["data"]["distribution"]), inputs["data"])
         longest = example_lengths(source.tokenizer, inputs["rule"], split.examples)
         limit = source.max_length
         record = LengthsRecord(

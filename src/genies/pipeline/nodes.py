@@ -162,7 +162,7 @@ def describe_evaluation(inputs: Mapping[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- selecting data
 
 
-def _split(dist: Distribution, ref: Mapping[str, Any]) -> Split:
+def checked_split(dist: Distribution, ref: Mapping[str, Any]) -> Split:
     split = dist.split(ref["split"])
     if split.fingerprint != ref["fingerprint"]:
         raise DataError(
@@ -173,7 +173,7 @@ def _split(dist: Distribution, ref: Mapping[str, Any]) -> Split:
 
 def select_train(dist: Distribution, sel: Mapping[str, Any]) -> Split:
     """The training split a state is fitted on: the first ``limit`` examples minus ``drop``."""
-    split = _split(dist, sel).head(sel["limit"])
+    split = checked_split(dist, sel).head(sel["limit"])
     drop = set(sel["drop"])
     if not drop:
         return split
@@ -182,7 +182,7 @@ def select_train(dist: Distribution, sel: Mapping[str, Any]) -> Split:
 
 def select_pairs(dist: Distribution, sel: Mapping[str, Any]) -> list[Pair]:
     """The evaluated pairs: ``pair_ids`` among the first ``limit`` pairs, in data order."""
-    pairs = _split(dist, sel).to_pairs("all")
+    pairs = checked_split(dist, sel).to_pairs("all")
     if sel["limit"] is not None:
         pairs = pairs[: sel["limit"]]
     wanted = set(sel["pair_ids"])
