@@ -5,10 +5,18 @@ The public API is re-exported here; see the README for a tour.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from genies import metrics
-from genies.api.intervention import Intervention, InterventionConfig, InterventionState, ScoredPairs
+from genies._meta import __version__
+from genies.api.context import InterventionContext
+from genies.api.intervention import (
+    ActivationSpec,
+    Intervention,
+    InterventionConfig,
+    InterventionState,
+    LengthRule,
+    Requirements,
+    ScoredPairs,
+)
 from genies.data import import_data, list_distribution_ids, load_distribution
 from genies.data.schema import Distribution, Example, Pair, Split
 from genies.errors import GeniesError
@@ -19,6 +27,10 @@ from genies.records import EvaluationRecord, ShiftResult, SuiteResult
 from genies.shifts import Shift, get_suite, list_suites
 
 __all__ = [
+    "ActivationSpec",
+    "InterventionContext",
+    "LengthRule",
+    "Requirements",
     "Distribution",
     "EvaluationRecord",
     "LoadedModel",

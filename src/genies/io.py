@@ -1,25 +1,14 @@
-"""Small I/O helpers shared by every writer: atomic writes and canonical JSON hashing."""
+"""Small I/O helpers shared by every writer: atomic writes (hashes live in ``genies.hashing``)."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-
-def canonical_json(obj: Any) -> str:
-    """JSON with sorted keys and no whitespace: the basis of every content hash."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
-
-
-def content_hash(obj: Any, length: int = 16) -> str:
-    """Short sha256 of the canonical JSON of ``obj``."""
-    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()[:length]
 
 
 @contextlib.contextmanager

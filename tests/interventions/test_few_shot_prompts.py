@@ -15,13 +15,29 @@ from genies.interventions.few_shot import build_prompt, sample_shots
 POOL = [(f"Question {i}?", f" Answer {i}.") for i in range(40)]
 
 
+def _ctx(seed: int = 0):
+    from genies.api.context import InterventionContext
+
+    return InterventionContext(seed=seed)  # no model: fit must not need one
+
+
 def test_both_registered_and_not_training():
     assert {"zero_shot", "few_shot"} <= set(list_interventions())
     for name in ("zero_shot", "few_shot"):
         iv = get_intervention(name)
         assert iv.name == name
-        assert iv.trains is False
-        assert "batch_size" in iv.cache_exclude
+        reqs = iv.requirements(iv.make_config({}))
+        assert reqs.fit_model is False and not reqs.fit_activations and not reqs.score_activations
+        assert "batch_size" in reqs.result_neutral
+        assert [r.kind for r in reqs.lengths] == ["scoring"]
+    assert (
+        get_intervention("zero_shot").requirements(get_intervention("zero_shot").make_config({})).train_data
+        is False
+    )
+    assert (
+        get_intervention("few_shot").requirements(get_intervention("few_shot").make_config({})).train_data
+        is True
+    )
 
 
 def test_prefix_format_exact():
@@ -80,7 +96,7 @@ def test_fit_stores_pool_and_round_trips(tmp_path):
     ]
     split = Split("train", exs, "toy")
     iv = get_intervention("few_shot")
-    state = iv.fit(None, split, iv.make_config({}), seed=0)
+    state = iv.fit(_ctx(), split, iv.make_config({}))
     assert state.meta["pool"] == [["p0", " good"], ["p1", " yes"]]
     assert state.meta["train_distribution"] == "toy"
     assert state.meta["train_fingerprint"] == split.fingerprint
@@ -89,7 +105,7 @@ def test_fit_stores_pool_and_round_trips(tmp_path):
     assert InterventionState.load(tmp_path / "s").meta == state.meta
 
     zs = get_intervention("zero_shot")
-    zstate = zs.fit(None, split, zs.make_config({}), seed=0)
+    zstate = zs.fit(_ctx(), split, zs.make_config({}))
     assert zstate.meta == {
         "intervention": "zero_shot",
         "train_distribution": "toy",
@@ -129,6 +145,6 @@ def test_config_defaults_and_fields():
         "scoring": "upstream",
         "batch_size": None,
     }
-    assert iv.cache_exclude <= set(type(cfg).model_fields)
+    assert iv.requirements(cfg).result_neutral <= set(type(cfg).model_fields)
     with pytest.raises(ConfigError):  # another intervention's config is refused
-        iv.fit(None, Split("train", [], "x"), get_intervention("zero_shot").make_config({}), seed=0)
+        iv.fit(_ctx(), Split("train", [], "x"), get_intervention("zero_shot").make_config({}))

@@ -1,4 +1,4 @@
-"""zero_shot / few_shot scoring on the tiny random LLaMA: equivalences, invariances, drops."""
+"""zero_shot / few_shot scoring on the tiny random LLaMA: equivalences, invariances, length rules."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from genies.data.schema import Example, Pair, Split
+from genies.api.context import InterventionContext
+from genies.data.schema import Distribution, Example, Pair, Split
 from genies.interventions import get_intervention
 from genies.interventions.few_shot import build_prompt, sample_shots
 
@@ -73,11 +74,19 @@ def _manual_upstream_p(lm, pairs: list[Pair]) -> np.ndarray:
     return np.array(out)
 
 
-def _zero_shot(lm, pairs, seed=0, **cfg):
-    iv = get_intervention("zero_shot")
+def _ctx(lm, seed=0) -> InterventionContext:
+    return InterventionContext.for_model(lm, seed=seed)
+
+
+def _fit_score(name, lm, pairs, seed=0, train=TRAIN, **cfg):
+    iv = get_intervention(name)
     config = iv.make_config(cfg)
-    state = iv.fit(None, TRAIN, config, seed=seed)
-    return iv.score_pairs(lm, state, pairs, config, seed=seed)
+    ctx = _ctx(lm, seed)
+    return iv.score_pairs(ctx, iv.fit(ctx, train, config), pairs, config)
+
+
+def _zero_shot(lm, pairs, seed=0, **cfg):
+    return _fit_score("zero_shot", lm, pairs, seed, **cfg)
 
 
 def test_zero_shot_matches_scorer_and_manual_computation(lm):
@@ -85,7 +94,6 @@ def test_zero_shot_matches_scorer_and_manual_computation(lm):
 
     scored = _zero_shot(lm, PAIRS)
     assert scored.pair_ids == [p.id for p in PAIRS]
-    assert scored.dropped == 0 and scored.info["dropped_examples"] == 0
     # every (prompt, response) once: 3 + 2 + 4 + 2 responses
     assert scored.info["requests"] == 11
 
@@ -120,12 +128,9 @@ def test_pair_order_and_subset_invariance(lm):
 
 @pytest.mark.parametrize("name", ["zero_shot", "few_shot"])
 def test_batch_size_invariance(lm, name):
-    iv = get_intervention(name)
     results = []
     for bs in (None, 1, 3, 64):
-        cfg = iv.make_config({"batch_size": bs})
-        state = iv.fit(None, TRAIN, cfg, seed=0)
-        results.append(iv.score_pairs(lm, state, PAIRS, cfg, seed=0).p_correct)
+        results.append(_fit_score(name, lm, PAIRS, batch_size=bs).p_correct)
     for r in results[1:]:
         np.testing.assert_allclose(r, results[0], rtol=0, atol=1e-5)
 
@@ -133,9 +138,9 @@ def test_batch_size_invariance(lm, name):
 def test_few_shot_equals_zero_shot_on_prefixed_prompts(lm):
     iv = get_intervention("few_shot")
     cfg = iv.make_config({"num_shots": 2})
-    state = iv.fit(None, TRAIN, cfg, seed=7)
-    scored = iv.score_pairs(lm, state, PAIRS, cfg, seed=7)
-    assert scored.dropped == 0
+    state = iv.fit(_ctx(lm, 7), TRAIN, cfg)
+    scored = iv.score_pairs(_ctx(lm, 7), state, PAIRS, cfg)
+    assert scored.info["examples_with_shots_cut"] == 0
     pool = [(ex.prompt, ex.best) for ex in TRAIN.examples]
     prefixed = []
     for pair in PAIRS:
@@ -150,16 +155,14 @@ def test_few_shot_equals_zero_shot_on_prefixed_prompts(lm):
     assert scored.info["requests"] == 11
 
     # a different seed changes the demonstrations, hence the scores
-    other = iv.score_pairs(lm, state, PAIRS, cfg, seed=8).p_correct
+    other = iv.score_pairs(_ctx(lm, 8), state, PAIRS, cfg).p_correct
     assert not np.allclose(other, scored.p_correct)
     # the same seed reproduces them exactly
-    np.testing.assert_array_equal(iv.score_pairs(lm, state, PAIRS, cfg, seed=7).p_correct, scored.p_correct)
+    np.testing.assert_array_equal(iv.score_pairs(_ctx(lm, 7), state, PAIRS, cfg).p_correct, scored.p_correct)
 
 
 def test_few_shot_uses_all_eligible_when_pool_is_small(lm):
-    iv = get_intervention("few_shot")
-    cfg = iv.make_config({"num_shots": 10})
-    scored = iv.score_pairs(lm, iv.fit(None, TRAIN, cfg, seed=0), PAIRS, cfg, seed=0)
+    scored = _fit_score("few_shot", lm, PAIRS, num_shots=10)
     # 6 pool entries (5 for the "Say hi." example, whose duplicate prompt is excluded)
     assert scored.info["examples_with_fewer_shots"] == 4
     assert scored.info["pool_size"] == 6
@@ -176,31 +179,64 @@ def _needed(lm, prompt: str, response: str) -> int:
     return max(joint, separate)
 
 
-def test_over_length_examples_are_dropped_whole(lm):
+def _kept_ids(lm, max_length, pairs_of=TEST):
+    """The pair ids the pipeline keeps at the data level for the scoring rule (genies.pipeline)."""
+    from genies.api.intervention import LengthRule
+    from genies.lengths import example_lengths
+    from genies.pipeline.nodes import eval_selection
+
+    longest = example_lengths(lm.tokenizer, LengthRule("scoring"), pairs_of.examples)
+    over = {ex.index for ex, n in zip(pairs_of.examples, longest, strict=True) if n > max_length}
+    dist = Distribution("toy_test", TRAIN, pairs_of)
+    return eval_selection(dist, "test", None, over)["pair_ids"], longest
+
+
+def test_over_length_examples_are_dropped_whole_at_the_data_level(lm):
     longest = {ex.index: max(_needed(lm, ex.prompt, t) for t in ex.texts) for ex in TEST.examples}
     limit = sorted(longest.values())[1]  # keeps the two shortest examples (ties aside), drops the rest
-    small = dataclasses.replace(lm, max_length=limit)
-    scored = _zero_shot(small, PAIRS)
+    kept, counted = _kept_ids(lm, limit)
+    assert counted == [longest[ex.index] for ex in TEST.examples]  # genies.lengths = the independent count
     kept_examples = {i for i, n in longest.items() if n <= limit}
     assert 0 < len(kept_examples) < len(TEST.examples)
     expected_ids = [p.id for p in PAIRS if p.example_index in kept_examples]
-    assert scored.pair_ids == expected_ids
-    assert scored.dropped == len(PAIRS) - len(expected_ids)
-    assert scored.info["dropped_examples"] == len(TEST.examples) - len(kept_examples)
-    # kept pairs score exactly as without the limit
+    assert kept == expected_ids  # whole examples go: every pair of a dropped example
+    # kept pairs score exactly as without the limit, and a small model can score them
+    small = dataclasses.replace(lm, max_length=limit)
+    kept_pairs = [p for p in PAIRS if p.id in set(kept)]
+    scored = _zero_shot(small, kept_pairs)
     full = dict(zip([p.id for p in PAIRS], _zero_shot(lm, PAIRS).p_correct, strict=True))
     np.testing.assert_allclose(scored.p_correct, [full[i] for i in expected_ids], rtol=0, atol=1e-6)
 
 
-def test_few_shot_prefix_counts_toward_length(lm):
-    iv = get_intervention("few_shot")
+def test_few_shot_keeps_every_example_that_fits_and_cuts_demonstrations_to_fit(lm):
+    """few_shot's length rule is zero_shot's: an example too long with its demonstrations keeps as
+    many as fit (so its row compares the same pairs as the zero-shot baseline)."""
     longest_plain = max(_needed(lm, ex.prompt, t) for ex in TEST.examples for t in ex.texts)
-    small = dataclasses.replace(lm, max_length=longest_plain)  # everything fits without shots
-    assert _zero_shot(small, PAIRS).dropped == 0
+    small = dataclasses.replace(lm, max_length=longest_plain + 2)  # everything fits without shots
+    assert _kept_ids(lm, small.max_length)[0] == [p.id for p in PAIRS]
+    iv = get_intervention("few_shot")
     cfg = iv.make_config({"num_shots": 4})
-    scored = iv.score_pairs(small, iv.fit(None, TRAIN, cfg, seed=0), PAIRS, cfg, seed=0)
-    assert scored.dropped > 0
-    assert scored.dropped + len(scored.pair_ids) == len(PAIRS)
+    state = iv.fit(_ctx(small), TRAIN, cfg)
+    scored = iv.score_pairs(_ctx(small), state, PAIRS, cfg)  # would raise if a request did not fit
+    assert scored.pair_ids == [p.id for p in PAIRS]
+    assert scored.info["examples_with_shots_cut"] > 0 and scored.info["shots_cut"] > 0
+    # examples whose demonstrations all fit are scored exactly as without the limit
+    roomy = iv.score_pairs(_ctx(lm), iv.fit(_ctx(lm), TRAIN, cfg), PAIRS, cfg)
+    assert roomy.info["examples_with_shots_cut"] == 0
+    pool = [(ex.prompt, ex.best) for ex in TRAIN.examples]
+    for i, pair in enumerate(PAIRS):
+        prompt = build_prompt(sample_shots(pool, pair.prompt, 4, seed=0), pair.prompt)
+        fits = all(_needed(lm, prompt, t) <= small.max_length for t in (pair.correct, pair.incorrect))
+        fits = fits and all(
+            _needed(lm, prompt, t) <= small.max_length
+            for ex in TEST.examples
+            if ex.index == pair.example_index
+            for t in ex.texts
+        )
+        if fits:
+            assert scored.p_correct[i] == pytest.approx(roomy.p_correct[i], abs=1e-6)
+        else:
+            assert scored.p_correct[i] != pytest.approx(roomy.p_correct[i], abs=1e-9)
 
 
 def test_empty_pairs_and_wrong_state(lm):
@@ -208,6 +244,6 @@ def test_empty_pairs_and_wrong_state(lm):
 
     assert _zero_shot(lm, []).pair_ids == []
     zs, fs = get_intervention("zero_shot"), get_intervention("few_shot")
-    state = zs.fit(None, TRAIN, zs.make_config({}), seed=0)
+    state = zs.fit(_ctx(lm), TRAIN, zs.make_config({}))
     with pytest.raises(StoreError):
-        fs.score_pairs(lm, state, PAIRS, fs.make_config({}), seed=0)
+        fs.score_pairs(_ctx(lm), state, PAIRS, fs.make_config({}))

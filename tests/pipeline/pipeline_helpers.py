@@ -1,8 +1,9 @@
 """Pipeline test helpers: toy distributions on disk and two cheap test-only interventions.
 
 ``test_length`` scores a pair by the length difference of its responses (no model, no training data:
-it declares ``uses_train_data = False``). ``test_bias`` "trains": it learns the mean length difference
-of the training pairs as a tensor, so its states have safetensors files and depend on the train split.
+its requirements say ``train_data=False, fit_model=False``). ``test_bias`` "trains": it learns the mean
+length difference of the training pairs as a tensor, so its states have safetensors files and depend on
+the train split.
 Both call the fake model once per ``score_pairs`` so forward passes can be counted, and both count
 their calls so tests can see exactly what was computed.
 """
@@ -19,7 +20,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from genies.api.intervention import Intervention, InterventionConfig, InterventionState, ScoredPairs
+from genies.api.intervention import (
+    Intervention,
+    InterventionConfig,
+    InterventionState,
+    Requirements,
+    ScoredPairs,
+)
 from genies.interventions.registry import register_intervention
 from genies.pipeline.suite import RunOptions, RunOutcome, run_suite
 
@@ -58,24 +65,24 @@ def sigmoid(x: float) -> float:
 
 class LengthConfig(InterventionConfig):
     scale: float = 1.0
-    batch_size: int | None = None  # never changes results (cache_exclude)
+    batch_size: int | None = None  # never changes results (result-neutral)
 
 
 @register_intervention("test_length")
 class LengthIntervention(Intervention):
     Config = LengthConfig
-    trains = False
-    uses_train_data = False
-    cache_exclude = frozenset({"batch_size"})
 
-    def fit(self, model, train, config, *, seed):
+    def requirements(self, config):
+        return Requirements(train_data=False, fit_model=False, result_neutral=frozenset({"batch_size"}))
+
+    def fit(self, ctx, train, config):
         Counter.fits += 1
-        return InterventionState(meta={"intervention": "test_length"})
+        return InterventionState(meta={"intervention": self.name})
 
-    def score_pairs(self, model, state, pairs: Sequence, config, *, seed):
-        Counter.tick(model)
+    def score_pairs(self, ctx, state, pairs: Sequence, config):
+        Counter.tick(ctx.model)
         p = [sigmoid(config.scale * (len(pr.correct) - len(pr.incorrect)) / 7.0) for pr in pairs]
-        return ScoredPairs([pr.id for pr in pairs], np.array(p), info={"forward_passes": 1})
+        return ScoredPairs([pr.id for pr in pairs], np.array(p), info={"calls": 1})
 
 
 class BiasConfig(InterventionConfig):
@@ -84,22 +91,21 @@ class BiasConfig(InterventionConfig):
 
 @register_intervention("test_bias")
 class BiasIntervention(Intervention):
-    Config = BiasConfig
-    trains = True
+    Config = BiasConfig  # default requirements: fit reads the train split and the model
 
-    def fit(self, model, train, config, *, seed):
+    def fit(self, ctx, train, config):
         import torch
 
         Counter.fits += 1
-        assert model is not None, "a training intervention gets the model"
-        pairs = train.to_pairs("one_per_example", seed=seed)
+        assert ctx.model is not None, "a training intervention gets the model"
+        pairs = train.to_pairs("one_per_example", seed=ctx.seed)
         bias = float(np.mean([len(p.correct) - len(p.incorrect) for p in pairs])) if pairs else 0.0
         return InterventionState(
             meta={"intervention": "test_bias", "n": len(pairs)}, tensors={"bias": torch.tensor([bias])}
         )
 
-    def score_pairs(self, model, state, pairs: Sequence, config, *, seed):
-        Counter.tick(model)
+    def score_pairs(self, ctx, state, pairs: Sequence, config):
+        Counter.tick(ctx.model)
         bias = float(state.tensors["bias"][0])
         p = [sigmoid(config.weight * (len(pr.correct) - len(pr.incorrect) - bias) / 5.0) for pr in pairs]
         return ScoredPairs([pr.id for pr in pairs], np.array(p))
@@ -170,3 +176,132 @@ class ToyEnv:
             model_loader=self.model_loader,
             model_key={"name": "fake", "weights_sha256": "0" * 8},
         )
+
+
+# ---------------------------------------------------------------- interventions for process tests
+# They find their instructions in environment variables, which worker processes inherit.
+
+FIT_LOG_ENV = "GENIES_TEST_FIT_LOG"  # a file: each fit appends one line (pid)
+DIE_DIR_ENV = "GENIES_TEST_DIE_DIR"  # a folder: score_pairs SIGKILLs its process once per pair set
+DIE_ALWAYS_ENV = "GENIES_TEST_DIE_ALWAYS"
+
+
+class SleepyConfig(InterventionConfig):
+    seconds: float = 1.0
+
+
+@register_intervention("test_sleepy")
+class SleepyIntervention(Intervention):
+    """Fits slowly (so two processes fitting the same state overlap) and logs every fit."""
+
+    Config = SleepyConfig
+
+    def requirements(self, config):
+        return Requirements(train_data=True, fit_model=False)
+
+    def fit(self, ctx, train, config):
+        import os
+        import time
+
+        log = os.environ.get(FIT_LOG_ENV)
+        if log:
+            with open(log, "a") as fh:
+                fh.write(f"{os.getpid()}\n")
+        time.sleep(config.seconds)
+        return InterventionState(meta={"intervention": "test_sleepy", "n": len(train)})
+
+    def score_pairs(self, ctx, state, pairs, config):
+        p = [sigmoid((len(pr.correct) - len(pr.incorrect)) / 7.0) for pr in pairs]
+        return ScoredPairs([pr.id for pr in pairs], np.array(p))
+
+
+@register_intervention("test_die_once")
+class DieOnceIntervention(LengthIntervention):
+    """test_length, except that scoring kills its own process the first time it sees a pair set."""
+
+    def score_pairs(self, ctx, state, pairs, config):
+        import hashlib
+        import os
+        import signal
+
+        folder = os.environ.get(DIE_DIR_ENV)
+        if folder:
+            marker = Path(folder) / hashlib.sha256(",".join(p.id for p in pairs).encode()).hexdigest()
+            if os.environ.get(DIE_ALWAYS_ENV) or not marker.exists():
+                marker.write_text("died")
+                os.kill(os.getpid(), signal.SIGKILL)
+        p = [sigmoid(config.scale * (len(pr.correct) - len(pr.incorrect)) / 7.0) for pr in pairs]
+        return ScoredPairs([pr.id for pr in pairs], np.array(p))
+
+
+# ---------------------------------------------------------------- interventions for ctx services
+
+
+@register_intervention("test_acts")
+class ActsIntervention(Intervention):
+    """A probe on cached activations: fit averages the correct-minus-incorrect residuals of the
+    training pairs, scoring projects the evaluated pairs' differences on that direction."""
+
+    Config = BiasConfig
+
+    def requirements(self, config):
+        from genies.api.intervention import ActivationSpec
+
+        spec = ActivationSpec(sites=("resid",), template="Q: {prompt}\nA: {response}")
+        return Requirements(
+            fit_model=False, score_model=False, fit_activations=(spec,), score_activations=(spec,)
+        )
+
+    def _diffs(self, ctx, pairs):
+        from genies.api.intervention import pair_texts
+
+        texts = pair_texts(pairs)
+        acts = ctx.activations(texts, ("resid",), "Q: {prompt}\nA: {response}")["resid"]
+        index = {t: i for i, t in enumerate(texts)}
+        return [acts[index[(p.prompt, p.correct)]] - acts[index[(p.prompt, p.incorrect)]] for p in pairs]
+
+    def fit(self, ctx, train, config):
+        import torch
+
+        diffs = self._diffs(ctx, train.to_pairs("one_per_example", seed=ctx.seed))
+        direction = torch.stack(diffs).mean(0) if diffs else torch.zeros(1)
+        return InterventionState(meta={"intervention": "test_acts"}, tensors={"direction": direction})
+
+    def score_pairs(self, ctx, state, pairs, config):
+        w = state.tensors["direction"]
+        p = [sigmoid(float((d * w).sum())) for d in self._diffs(ctx, pairs)]
+        return ScoredPairs([pr.id for pr in pairs], np.array(p))
+
+
+class CkptConfig(InterventionConfig):
+    interrupt_first: bool = True
+
+
+@register_intervention("test_ckpt")
+class CheckpointIntervention(Intervention):
+    """A resumable "training": step 1 is saved in ctx.checkpoint_dir, then (in the first fit after
+    ``observed`` was cleared) the run is interrupted; a rerun resumes from the checkpoint."""
+
+    Config = CkptConfig
+    observed: ClassVar[list[dict]] = []
+
+    def requirements(self, config):
+        return Requirements(fit_model=False)
+
+    def fit(self, ctx, train, config):
+        d = ctx.checkpoint_dir
+        ckpt = d / "progress.json"
+        seen = {"dir": str(d), "resumed": ckpt.exists()}
+        CheckpointIntervention.observed.append(seen)
+        if not ckpt.exists():
+            ckpt.write_text(json.dumps({"step": 1}))
+            if config.interrupt_first and len(CheckpointIntervention.observed) == 1:  # the run's first fit
+                raise KeyboardInterrupt
+        step = json.loads(ckpt.read_text())["step"]
+        return InterventionState(
+            meta={"intervention": "test_ckpt", "resumed_at": step if seen["resumed"] else 0}
+        )
+
+    def score_pairs(self, ctx, state, pairs, config):
+        p = [sigmoid((len(pr.correct) - len(pr.incorrect)) / 7.0) for pr in pairs]
+        return ScoredPairs([pr.id for pr in pairs], np.array(p))

@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 
 from genies.cli import main
-from genies.pipeline.store import KILL_ENV
+
+KILLER = Path(__file__).with_name("killer.py")
 
 TINY_SUITE = [{"source": "crt_1", "target": "crt_2"}, {"source": "arc_easy", "target": "crt_2"}]
 COUNTERS = re.compile(
@@ -244,11 +245,14 @@ def test_second_identical_invocation_does_no_forward_passes(tiny_env, capsys):
     assert "loading the model" not in err
 
 
-def _subprocess_run(args: list[str], env_extra: dict[str, str]) -> subprocess.CompletedProcess:
-    code = "import sys; from genies.cli import main; sys.exit(main(sys.argv[1:]))"
-    env = {**os.environ, **env_extra}
+def _subprocess_run(args: list[str], kill_after: str) -> subprocess.CompletedProcess:
+    """``genies run ARGS`` in a fresh process that is killed after its ``kill_after``-th store write."""
     return subprocess.run(
-        [sys.executable, "-c", code, "run", *args], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, str(KILLER), kill_after, "run", *args],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -267,7 +271,7 @@ def test_killed_run_resumes_to_the_same_numbers_without_redoing_work(tiny_env, c
     store, out = root / "store", root / "out"
     # Writes: zero_shot state, baseline eval, TTC state + eval, crt_1 state, then its evaluations:
     # the 6th write is the first evaluation of the crt_1-trained state.
-    killed = _subprocess_run([*iv, *_tiny_args(tiny_env, store, out)], {KILL_ENV: "6"})
+    killed = _subprocess_run([*iv, *_tiny_args(tiny_env, store, out)], "6")
     assert killed.returncode == -9, killed.stderr
     done = sorted((store / "evaluations").rglob("*.json"))
     assert len(done) == 3
@@ -289,7 +293,7 @@ def test_killed_run_resumes_to_the_same_numbers_without_redoing_work(tiny_env, c
 def test_sigint_mid_run_saves_work_and_says_how_to_resume(tiny_env, capsys):
     root = tiny_env["root"]
     args = ["-i", "zero_shot", *_tiny_args(tiny_env, root / "store", root / "out")]
-    proc = _subprocess_run(args, {KILL_ENV: "2:INT"})
+    proc = _subprocess_run(args, "2:INT")
     assert proc.returncode == 130, proc.stderr
     assert "rerun the same command to resume" in proc.stderr and "Traceback" not in proc.stderr
     assert len(list((root / "store" / "evaluations").rglob("*.json"))) == 1  # write 1 was the state

@@ -7,7 +7,7 @@ import pytest
 from genies.errors import ConfigError
 from genies.interventions.registry import get_intervention
 from genies.pipeline.config import (
-    cache_config,
+    intervention_values,
     load_toml,
     merge,
     parse_sets,
@@ -115,11 +115,52 @@ def test_single_ttc_rejects_nested_tables():
         _resolve({"ttc": {"test_length": {"scale": 2}}})
 
 
-def test_cache_config_leaves_out_cache_exclude_keys():
+def test_key_config_leaves_out_result_neutral_keys():
     iv = get_intervention("test_length")
-    a = cache_config(iv, iv.make_config({"batch_size": 4}))
-    b = cache_config(iv, iv.make_config({}))
+    a = iv.key_config(iv.make_config({"batch_size": 4}))
+    b = iv.key_config(iv.make_config({}))
     assert a == b == {"scale": 1.0}
+    fs = get_intervention("few_shot")
+    assert "batch_size" not in fs.key_config(fs.make_config({"batch_size": 2}))
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"num_shots": True}, "num_shots"),  # a bool is not an int (no coercion to 1)
+        ({"num_shots": 2.0}, "num_shots"),
+        ({"num_shots": "2"}, "num_shots"),
+        ({"exclude_same_prompt": 1}, "exclude_same_prompt"),
+        ({"batch_size": False}, "batch_size"),
+        ({"scoring": 1}, "scoring"),
+    ],
+)
+def test_config_types_are_strict(values, field):
+    with pytest.raises(ConfigError, match=rf"invalid config for intervention 'few_shot': {field}"):
+        get_intervention("few_shot").make_config(values)
+
+
+def test_set_true_for_an_int_is_refused_from_the_command_line_grammar():
+    raw = parse_sets(["intervention.num_shots=true"])
+    assert raw == {"intervention": {"num_shots": True}}
+    with pytest.raises(ConfigError, match="num_shots: Input should be a valid integer"):
+        _resolve(raw, main="few_shot", baseline="zero_shot")
+    # ints are still fine for float fields
+    assert _resolve({"intervention": {"scale": 2}}).intervention.scale == 2.0
+
+
+def test_evaluate_grammar_is_runs_with_one_role(tmp_path):
+    assert intervention_values(None, ["intervention.num_shots=2"]) == {"num_shots": 2}
+    with pytest.raises(ConfigError, match="ROLE.KEY=VALUE with ROLE one of intervention"):
+        intervention_values(None, ["num_shots=2"])
+    with pytest.raises(ConfigError, match="unknown role 'baseline'"):
+        intervention_values(None, ["baseline.scale=2"])
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[intervention]\nnum_shots = 1\nscoring = 'mean'\n")
+    assert intervention_values(cfg, ["intervention.num_shots=3"]) == {"num_shots": 3, "scoring": "mean"}
+    cfg.write_text("[ttc]\nnum_shots = 1\n")
+    with pytest.raises(ConfigError, match="unknown config table 'ttc'"):
+        intervention_values(cfg, [])
 
 
 def test_load_toml_errors_are_one_line(tmp_path):
@@ -129,6 +170,10 @@ def test_load_toml_errors_are_one_line(tmp_path):
     bad.write_text("[intervention\nscale = 1\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_toml(bad)
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_toml(binary)
     good = tmp_path / "good.toml"
     good.write_text("[intervention]\nscale = 2.5\n[ttc.test_bias]\nweight = 1\n")
     assert load_toml(good) == {"intervention": {"scale": 2.5}, "ttc": {"test_bias": {"weight": 1}}}

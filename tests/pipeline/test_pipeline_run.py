@@ -113,9 +113,8 @@ def test_limit_caps_pairs_and_training_examples(toy):
         rec = store.load_evaluation(task.key)
         assert rec.n == 3 and rec.limit == 3
     for key, st in outcome.prepared.plan.states.items():
-        if st.intervention.name == "test_bias":
-            state, _ = store.load_state(key)
-            assert state.meta["n"] == 3
+        if st.inputs["intervention"] == "test_bias":
+            assert store.load_state(key).state.meta["n"] == 3
     row = outcome.result.rows[0]
     assert row.baseline_accuracy == pytest.approx(_length_accuracy(toy.data_dir, "toy_b", limit=3))
 
@@ -144,7 +143,7 @@ def test_corrupt_entries_are_reported_and_recomputed(toy, counter):
     gen_key = plan.rows[0].generalization
     path = store.evaluation_path(gen_key)
     path.write_text(path.read_text()[:50])
-    state_key = plan.evaluation(plan.rows[2].generalization).state.key  # trained on toy_e
+    state_key = plan.state_key(plan.rows[2].generalization)  # trained on toy_e
     (store.state_path(state_key) / "tensors.safetensors").unlink()
     warnings: list[str] = []
     second = toy.run(warnings=warnings, intervention="test_bias")
@@ -274,13 +273,16 @@ def test_concurrent_runs_compute_each_key_once(toy, counter, tmp_path):
     _store_is_consistent(toy.store)
 
 
-def test_real_zero_shot_and_few_shot_plans(toy):
+def test_real_zero_shot_and_few_shot_plans(toy, tiny_model_dir):
     """zero_shot declares it ignores training data (one evaluation per distribution); few_shot does not."""
+    from genies.lengths import TokenizerSource
     from genies.pipeline.suite import prepare_run
 
     def plan(iv: str):
         return prepare_run(
-            toy.options(intervention=iv, baseline_intervention="zero_shot"), model_key={"name": "m"}
+            toy.options(intervention=iv, baseline_intervention="zero_shot"),
+            model_key={"name": "m"},
+            tokenizer=TokenizerSource("tiny", tiny_model_dir),
         ).plan
 
     zs = plan("zero_shot")

@@ -204,9 +204,33 @@ def test_truncated_tarball(tree, tmp_path):
 def test_tree_without_usable_files(tmp_path):
     root = tmp_path / "results" / "evaluations" / "mms" / "llama-7b-a"
     root.mkdir(parents=True)
-    (root / "b.json").write_text("{not json")
+    (root / "b.txt").write_text("not an evaluation")
     with pytest.raises(DataError, match="holds no upstream evaluation files"):
         import_upstream(tmp_path, store=tmp_path / "store")
+    (root / "b.json").write_text("{not json")
+    with pytest.raises(
+        DataError, match=r"1 file .* cannot be read as JSON \(evaluations/mms/llama-7b-a/b.json\)"
+    ):
+        import_upstream(tmp_path, store=tmp_path / "store")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not-utf8"])
+def test_import_is_all_or_nothing(tree, tmp_path, damage):
+    """A tree with one unreadable file is refused, naming it, and the previous import stays."""
+    store = tmp_path / "store"
+    good = import_upstream(tree.root, store=store)
+    before = {p.relative_to(store).as_posix(): p.read_bytes() for p in _store_files(store)}
+    victim = next(p for p in sorted((tree.root / "evaluations").rglob("*.json")))
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\xff\xfe" + data)
+    rel = victim.relative_to(tree.root).as_posix()
+    with pytest.raises(DataError, match="nothing was imported") as err:
+        import_upstream(tree.root, store=store)
+    assert rel in str(err.value)
+    after = {p.relative_to(store).as_posix(): p.read_bytes() for p in _store_files(store)}
+    assert after == before
+    assert sum(1 for _ in UpstreamStore(store).records()) == good.n_records
+    assert not [p for p in store.iterdir() if p.name.startswith(".upstream")]  # no staging left
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a non-root POSIX user")
@@ -287,3 +311,17 @@ def test_paper_rows_unknown_names(tree, tmp_path):
         paper_rows("llama-7b", "msm", store=tmp_path / "store")
     with pytest.raises(UnknownNameError, match="unknown suite"):
         paper_rows("llama-7b", "mms", "genis", store=tmp_path / "store")
+
+
+def test_metrics_of_an_older_version_are_recomputed_on_read(tree, tmp_path):
+    store = tmp_path / "store"
+    import_upstream(tree.root, store=store)
+    bundle = store / "upstream" / "evaluations" / "llama-7b" / "mms.json"
+    doc = json.loads(bundle.read_text())
+    for rec in doc["records"]:
+        rec["metrics_version"], rec["metrics"] = "0", {"accuracy": -1.0}
+    os.chmod(bundle, 0o644)
+    bundle.write_text(json.dumps(doc))
+    for rec in UpstreamStore(store).bundle("llama-7b", "mms").values():
+        assert rec.metrics_version == metrics.METRICS_VERSION
+        assert rec.metrics == metrics.summarize(rec.p_correct) or not rec.p_correct

@@ -1,14 +1,16 @@
 """`genies evaluate`: fit an intervention and score distributions' pairs, without the result store.
 
-A quick, direct look at how one intervention does on a few distributions. Nothing is cached or
-written; ``genies run`` is the cached, resumable pipeline over whole suites of shifts.
+A quick, direct look at how one intervention does on a few distributions. The work runs through the
+same job graph as ``genies run`` (same nodes, same over-length rule, same ``EvaluationRecord``s, the
+same ``--set`` grammar), against a throwaway store: nothing is cached or written. ``genies run`` is
+the cached, resumable pipeline over whole suites of shifts.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import typer
 
 from genies.errors import ConfigError
+from genies.models.registry import DEFAULT_MODEL
 
 _METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
     ("accuracy", "acc"),
@@ -38,23 +41,10 @@ _HELP = """Fit an intervention and print metrics for each distribution's pairs.
 The intervention is fitted on --train-distribution's train split; by default on each evaluated
 distribution's own train split ("target-tuned" style: for few_shot the demonstrations then come from
 the evaluated distribution's train split). Every pair of the chosen split is scored (all pairs per
-example, as upstream's final evaluation). Nothing is written to the result store.
+example, as upstream's final evaluation), except examples too long for the model. Config values use
+the grammar of `genies run`: --set intervention.KEY=VALUE, or --config FILE with an \\[intervention]
+table. Nothing is written to the result store.
 """
-
-
-def parse_set_options(items: list[str] | None) -> dict[str, Any]:
-    """``["key=value", …]`` → dict; values are read as JSON where possible (2, true, null), else text."""
-    values: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        try:
-            values[key] = json.loads(raw)
-        except ValueError:
-            values[key] = raw
-    return values
 
 
 def parse_distribution_list(text: str) -> list[str]:
@@ -67,8 +57,8 @@ def parse_distribution_list(text: str) -> list[str]:
 
 def evaluate_distributions(
     intervention: str,
-    model: str,
-    distributions: list[str],
+    model: str = DEFAULT_MODEL,
+    distributions: list[str] | None = None,
     *,
     train_distribution: str | None = None,
     split: str = "test",
@@ -77,22 +67,26 @@ def evaluate_distributions(
     config: dict[str, Any] | None = None,
     data_dir: str | Path | None = None,
     device: str = "auto",
-    progress: bool = False,
+    dtype: str | None = None,
     status: Callable[[str], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Fit ``intervention`` and score each distribution's pairs; one JSON-able record per distribution.
+    console: Any = None,
+) -> list[Any]:
+    """Fit ``intervention`` and score each distribution's pairs: one ``EvaluationRecord`` each.
 
     ``limit`` keeps the first N pairs after pairing (upstream's ``set_max_examples``; it may cut an
-    example's pairs). Over-length examples among them are then dropped and counted in ``dropped``
-    (upstream drops before truncating, so with drops it would top up from later pairs; the paper's
-    final evaluations set no limit, so this never affects reproduction). All inputs are validated
-    before the model is loaded.
+    example's pairs); examples too long for the model are then dropped and counted in ``dropped``.
+    Training splits are not limited. All inputs are validated before the model is loaded. With a
+    rich ``console``, a progress bar shows the pairs scored.
     """
     from genies.data import load_distribution
     from genies.interventions import get_intervention
-    from genies.interventions._scoring_common import scoring_progress
-    from genies.metrics import summarize, tie_count
-    from genies.models.loading import load_model
+    from genies.lengths import TokenizerSource
+    from genies.models.loading import compute_settings, model_identity
+    from genies.pipeline.executors import LocalExecutor, run_graph
+    from genies.pipeline.kinds import NodeEnv, RunSpec
+    from genies.pipeline.plan import Planner
+    from genies.pipeline.store import ResultStore
+    from genies.pipeline.suite import ctx_progress, find_todo, over_length_oracle, progress_bar
 
     if split not in ("train", "test"):
         raise ConfigError(f"--split must be 'train' or 'test', got {split!r}")
@@ -102,58 +96,39 @@ def evaluate_distributions(
         raise ConfigError(f"--seed must be non-negative, got {seed}")
     iv = get_intervention(intervention)
     cfg = iv.make_config(config or {})
-    evals = [load_distribution(d, data_dir=data_dir) for d in distributions]
+    evals = [load_distribution(d, data_dir=data_dir) for d in distributions or []]
+    if not evals:
+        raise ConfigError("--distributions needs at least one distribution id")
     train_dist = load_distribution(train_distribution, data_dir=data_dir) if train_distribution else None
+    by_id = {d.id: d for d in [*evals, *([train_dist] if train_dist else [])]}
+    info = {**model_identity(model), **compute_settings(device, dtype)}
+    model_key = {k: v for k, v in info.items() if k != "path"}
+    say = status or (lambda msg: None)
 
-    def say(msg: str) -> None:
-        if status is not None:
-            status(msg)
+    with tempfile.TemporaryDirectory(prefix="genies-evaluate-") as tmp:
+        store = ResultStore(tmp, warn=say)
+        env = NodeEnv(store, RunSpec(tmp, device=device), log=say, load_distribution=by_id.__getitem__)
+        oracle = over_length_oracle(env, lambda: TokenizerSource(model, info["path"]), by_id)
+        planner = Planner(by_id, model_key, seed=seed, limit=limit, train_limit=None, over_length=oracle)
+        for dist in evals:
+            planner.request(iv, cfg, (train_dist or dist).id, dist.id, split)
+        graph, keys = planner.build()
+        todo = find_todo(graph, env, keys)
+        total = sum(int(graph[k].resources.get("units", 0)) for k in todo)
+        with progress_bar(console, total, console is not None) as bar:
 
-    say(f"loading model {model} …")
-    lm = load_model(model, device=device)
-    states: dict[str, Any] = {}
-    records: list[dict[str, Any]] = []
-    for dist in evals:
-        source = train_dist or dist
-        t0 = time.perf_counter()
-        if source.id not in states:
-            say(f"fitting {iv.name} on {source.id} (train split) …")
-            states[source.id] = iv.fit(lm, source.train, cfg, seed=seed)
-        state = states[source.id]
-        fit_s = time.perf_counter() - t0
-        eval_split = dist.split(split)
-        pairs = eval_split.to_pairs("all")
-        if limit is not None:
-            pairs = pairs[:limit]
-        say(f"scoring {len(pairs)} pairs of {dist.id} ({split}) …")
-        t1 = time.perf_counter()
-        with scoring_progress(progress):
-            scored = iv.score_pairs(lm, state, pairs, cfg, seed=seed)
-        score_s = time.perf_counter() - t1
-        p = scored.p_correct
-        records.append(
-            {
-                "intervention": iv.name,
-                "config": cfg.model_dump(mode="json"),
-                "model": dict(getattr(lm, "identity", {}) or {"name": model}),
-                "train_distribution": source.id,
-                "train_fingerprint": source.train.fingerprint,
-                "eval_distribution": dist.id,
-                "eval_split": split,
-                "eval_fingerprint": eval_split.fingerprint,
-                "seed": seed,
-                "limit": limit,
-                "n": len(p),
-                "ties": int(tie_count(p)) if len(p) else 0,
-                "dropped": scored.dropped,
-                "metrics": {k: float(v) for k, v in summarize(p).items()},
-                "info": scored.info,
-                "timings": {"fit_s": round(fit_s, 3), "score_s": round(score_s, 3)},
-                "pair_ids": list(scored.pair_ids),
-                "p_correct": [float(x) for x in p],
-            }
-        )
-    return records
+            def advance(node: Any, out: Any) -> None:
+                if bar is not None:
+                    bar.update(
+                        bar.main_task, advance=int(node.resources.get("units", 0)), description=node.label
+                    )
+
+            if bar is not None:
+                env.progress = ctx_progress(bar)
+            run_graph(
+                graph, todo, LocalExecutor(env), preload=model_key if todo else None, on_outcome=advance
+            )
+        return [store.load_evaluation(k) for k in keys]
 
 
 def _json_safe(obj: Any) -> Any:
@@ -203,7 +178,7 @@ def evaluate(
         ..., "--intervention", "-i", help="Intervention name, e.g. zero_shot or few_shot."
     ),
     model: str = typer.Option(
-        ..., "--model", "-m", help="Model alias (e.g. smollm2-135m) or local HF folder."
+        DEFAULT_MODEL, "--model", "-m", help="Model alias (e.g. smollm2-135m) or local HF folder."
     ),
     distributions: str = typer.Option(
         ..., "--distributions", "-d", help="Comma-separated distribution ids (or distribution folders)."
@@ -224,8 +199,11 @@ def evaluate(
     ),
     seed: int = typer.Option(0, "--seed", help="Run seed (few-shot demonstration sampling)."),
     set_: list[str] | None = typer.Option(
-        None, "--set", help="Intervention config value key=value (repeatable), e.g. --set num_shots=2."
+        None,
+        "--set",
+        help="Config value intervention.KEY=VALUE (repeatable), e.g. --set intervention.num_shots=2.",
     ),
+    config: Path | None = typer.Option(None, "--config", help="TOML file with an \\[intervention] table."),
     json_out: bool = typer.Option(
         False, "--json", help="Print JSON records (with per-pair p_correct) instead of a table."
     ),
@@ -233,10 +211,14 @@ def evaluate(
         None, "--data-dir", help="Data store folder (default: GENIES_DATA_DIR)."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, mps …"),
+    dtype: str | None = typer.Option(None, "--dtype", help="float32, bfloat16 or float16."),
 ) -> None:
     from rich.console import Console
 
+    from genies.pipeline.config import intervention_values
+
     err = Console(stderr=True, highlight=False)
+    values = intervention_values(config, set_ or [])
     records = evaluate_distributions(
         intervention,
         model,
@@ -245,24 +227,25 @@ def evaluate(
         split=split,
         limit=limit,
         seed=seed,
-        config=parse_set_options(set_),
+        config=values,
         data_dir=data_dir,
         device=device,
-        progress=err.is_terminal,
-        status=lambda msg: err.print(f"[dim]{msg}[/]"),
+        dtype=dtype,
+        status=lambda msg: err.print(msg, style="dim", markup=False),
+        console=err if err.is_terminal else None,
     )
+    docs = [r.model_dump(mode="json") for r in records]
     if json_out:
-        typer.echo(json.dumps(_json_safe(records), indent=1, ensure_ascii=False))
+        typer.echo(json.dumps(_json_safe(docs), indent=1, ensure_ascii=False))
         return
     out = Console(highlight=False)
     if not out.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
         out.width = max(out.width, 140)
-    out.print(_table(records))
-    for r in records:
+    out.print(_table(docs))
+    for r in docs:
         if r["dropped"]:
             err.print(
-                f"{r['eval_distribution']}: dropped {r['dropped']} pairs "
-                f"({r['info'].get('dropped_examples', '?')} examples) longer than the model's max length"
+                f"{r['eval_distribution']}: dropped {r['dropped']} pairs of examples longer than the model's max length"
             )
 
 

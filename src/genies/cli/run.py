@@ -15,8 +15,10 @@ target-tuned reference for each unique target_reference; the intervention traine
 source, evaluated on that source's targets and on the source itself. Writes <out>/<suite>.csv (the
 paper's 11 columns) and <out>/<suite>.json (typed rows with bootstrap CIs).
 
-Everything is cached in the result store by content hash (intervention + config, model, data, seed,
-limit, scoring version): a rerun reuses what exists, an interrupted run resumes where it stopped.
+The run is a graph of jobs (fits, evaluations, data-level length checks), each cached in the result
+store by content hash (intervention + config, model weights, data, seed, the pairs scored, scoring
+version) and verified when reused: a rerun reuses what exists, an interrupted run resumes where it
+stopped, damaged entries are reported and recomputed. --workers N runs jobs in N processes.
 
 Configs: each role has its own — a TOML file with tables \\[intervention], \\[baseline] and
 \\[ttc] (\\[ttc.NAME] per candidate with --ttc best-of), and/or --set ROLE.KEY=VALUE
@@ -26,6 +28,29 @@ Configs: each role has its own — a TOML file with tables \\[intervention], \\[
 
 def register(app: typer.Typer) -> None:
     app.command("run", help=_HELP)(run_command)
+    app.command("node", hidden=True, help="Run one job-graph node from its JSON (worker processes).")(
+        node_command
+    )
+
+
+def node_command(
+    path: Path = typer.Argument(..., help="A node's JSON file (genies.pipeline.graph.Node)."),
+    store: Path | None = typer.Option(None, "--store", help="Result store."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Data store."),
+) -> None:
+    import json
+
+    from genies.paths import store_dir
+    from genies.pipeline.worker import run_node_file
+
+    err = make_console(stderr=True)
+    out = run_node_file(
+        path,
+        store=store_dir(store),
+        data_dir=data_dir,
+        log=lambda m: err.print(m, markup=False, highlight=False),
+    )
+    typer.echo(json.dumps(out.to_json()))
 
 
 def run_command(
@@ -84,6 +109,12 @@ def run_command(
         None, "--dtype", help="float32, bfloat16 or float16 \\[default: float32 on CPU, bfloat16 on CUDA]."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    executor: str = typer.Option(
+        "local", "--executor", help="Where jobs run: local (this machine; submitit and ray come later)."
+    ),
+    workers: int = typer.Option(
+        1, "--workers", "-w", help="Worker processes (1: in this process, sequentially)."
+    ),
 ) -> None:
     import time
 
@@ -110,6 +141,8 @@ def run_command(
         device=device,
         dtype=dtype,
         progress=progress,
+        executor=executor,
+        workers=workers,
     )
     t0 = time.perf_counter()
     outcome = run_suite(options, console=err)

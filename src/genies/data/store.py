@@ -19,7 +19,6 @@ carries them over into the new folder unless the source brings a distribution of
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import shutil
@@ -104,12 +103,10 @@ def _info(report: DistributionReport) -> DistributionInfo:
 
 
 def _file_entry(path: Path) -> dict[str, Any]:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(chunk)
+    from genies.hashing import sha256_file
+
     st = path.stat()
-    return {"sha256": h.hexdigest(), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"sha256": sha256_file(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def _files_unchanged(folder: Path, files: dict[str, Any]) -> bool:

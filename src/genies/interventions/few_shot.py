@@ -6,7 +6,15 @@ prompt becomes ``Σ_shots ("\\n\\n" + shot.prompt + shot.best) + "\\n\\n" + prom
 example share that prompt. Sane fixes (§5.15): the sample is seeded from the run seed and a sha256 of
 the evaluated prompt (never a global RNG, and independent of which other examples are evaluated), and
 demonstrations whose prompt equals the evaluated prompt are excluded by default, because some train
-splits contain copies of test examples. Over-length examples are dropped and counted, as upstream does.
+splits contain copies of test examples.
+
+Over-length examples: the pipeline drops, at the data level, the examples that do not fit the model
+*without* demonstrations (the same ``scoring`` rule as zero_shot), so a few-shot evaluation scores
+exactly the pairs the zero-shot baseline of its row scores. Upstream instead dropped every example whose
+prefixed text was too long (its stored 241/250-example few-shot results), which made a row compare
+different pairs. Here an example whose sampled demonstrations do not all fit keeps as many of them as
+fit, in sampled order (counted in ``info["examples_with_shots_cut"]``); one that does not fit even the
+bare ``"\\n\\n"`` delimiter (a few tokens below the limit) is scored with its plain prompt.
 
 ``fit`` stores the demonstration pool (the train split's ``[prompt, best response]`` list) in the
 state's JSON, so a saved state is self-contained.
@@ -32,8 +40,8 @@ from genies.interventions._scoring_common import (
 from genies.interventions.registry import register_intervention
 
 if TYPE_CHECKING:
+    from genies.api.context import InterventionContext
     from genies.data.schema import Pair, Split
-    from genies.models.loading import LoadedModel
 
 DELIMITER = "\n\n"
 _STREAM_TAG = stable_hash("genies.few_shot.shots")  # keeps this RNG stream apart from other per-prompt ones
@@ -85,48 +93,76 @@ def _pool_from_state(state: InterventionState) -> list[Shot]:
     return [(p, b) for p, b in pool]
 
 
+def fit_shots(
+    tokenizer: Any, max_length: int, prompt: str, responses: Sequence[str], shots: list[Shot]
+) -> tuple[str, int]:
+    """The few-shot prompt with as many of ``shots`` (in order) as let every response fit the model;
+    returns (prompt, shots used). Without room even for the delimiter, the plain prompt."""
+    from genies.lengths import scoring_lengths
+
+    for k in range(len(shots), -1, -1):
+        text = build_prompt(shots[:k], prompt)
+        if max(scoring_lengths(tokenizer, [(text, r) for r in responses])) <= max_length:
+            return text, k
+    return prompt, 0
+
+
 @register_intervention("few_shot")
 class FewShot(LogProbIntervention):
     """In-context demonstrations from the source train split, then zero-shot scoring."""
 
     Config: ClassVar[type[InterventionConfig]] = FewShotConfig
 
-    def fit(
-        self, model: LoadedModel | None, train: Split, config: InterventionConfig, *, seed: int
-    ) -> InterventionState:
-        """Store the demonstration pool; ``model`` is not used (may be None)."""
-        self._config(config)
+    def fit(self, ctx: InterventionContext, train: Split, config: InterventionConfig) -> InterventionState:
+        """Store the demonstration pool; the model is not used."""
+        self.check_config(config)
         meta: dict[str, Any] = self._base_meta(train)
         meta["pool"] = [[ex.prompt, ex.best] for ex in train.examples]
         return InterventionState(meta=meta)
 
     def score_pairs(
         self,
-        model: LoadedModel,
+        ctx: InterventionContext,
         state: InterventionState,
         pairs: Sequence[Pair],
         config: InterventionConfig,
-        *,
-        seed: int,
     ) -> ScoredPairs:
-        cfg: FewShotConfig = self._config(config)
+        from genies.lengths import scoring_lengths
+
+        cfg: FewShotConfig = self.check_config(config)
         self._check_state(state)
         pool = _pool_from_state(state)
         groups = group_pairs(pairs)
-        prompts: list[str] = []
-        short = excluded = 0
-        for g in groups:
-            shots = sample_shots(
-                pool, g.prompt, cfg.num_shots, seed, exclude_same_prompt=cfg.exclude_same_prompt
-            )
-            short += len(shots) < cfg.num_shots
-            if cfg.exclude_same_prompt:
-                excluded += any(p == g.prompt for p, _ in pool)
-            prompts.append(build_prompt(shots, g.prompt))
+        sampled = [
+            sample_shots(pool, g.prompt, cfg.num_shots, ctx.seed, exclude_same_prompt=cfg.exclude_same_prompt)
+            for g in groups
+        ]
+        responses = [
+            list(dict.fromkeys(t for pos in g.positions for t in (pairs[pos].correct, pairs[pos].incorrect)))
+            for g in groups
+        ]
+        prompts = [build_prompt(shots, g.prompt) for g, shots in zip(groups, sampled, strict=True)]
+        cut = cut_shots = 0
+        if groups:
+            lm = ctx.model
+            # one batched length check for the usual case; only examples that overflow are re-fitted
+            requests = [(p, r) for p, rs in zip(prompts, responses, strict=True) for r in rs]
+            counts = iter(scoring_lengths(lm.tokenizer, requests))
+            for i, rs in enumerate(responses):
+                if max(next(counts) for _ in rs) > lm.max_length:
+                    prompts[i], used = fit_shots(
+                        lm.tokenizer, lm.max_length, groups[i].prompt, rs, sampled[i]
+                    )
+                    cut += 1
+                    cut_shots += len(sampled[i]) - used
+        short = sum(len(s) < cfg.num_shots for s in sampled)
+        excluded = sum(cfg.exclude_same_prompt and any(p == g.prompt for p, _ in pool) for g in groups)
         info = {
             "num_shots": cfg.num_shots,
             "pool_size": len(pool),
             "examples_with_fewer_shots": short,
             "examples_with_same_prompt_in_pool": excluded,
+            "examples_with_shots_cut": cut,
+            "shots_cut": cut_shots,
         }
-        return score_example_prompts(model, pairs, groups, prompts, cfg, info)
+        return score_example_prompts(ctx, pairs, groups, prompts, cfg, info)

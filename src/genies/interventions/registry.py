@@ -4,6 +4,9 @@ Built-ins register themselves on import; third-party packages declare e.g.::
 
     [project.entry-points."genies.interventions"]
     my_probe = "my_pkg.probe:MyProbe"
+
+A plug-in whose entry point fails to load is remembered with its error and reported by name when it
+is asked for (``get_intervention``) or listed (``plugin_errors``); every other plug-in still loads.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from genies.api.intervention import Intervention
 from genies.errors import GeniesError, UnknownNameError
 
 _REGISTRY: dict[str, type[Intervention]] = {}
+_FAILED: dict[str, str] = {}  # entry-point name → why it did not load
 _BUILTIN_MODULES = ("genies.interventions.zero_shot", "genies.interventions.few_shot")
+ENTRY_POINT_GROUP = "genies.interventions"
 _loaded = False
 
 
@@ -46,25 +51,51 @@ def _load_all() -> None:
         except ModuleNotFoundError as exc:  # a built-in not written yet must not break the others
             if exc.name != mod:
                 raise
-    for ep in entry_points(group="genies.interventions"):
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in _REGISTRY:
             continue
         try:
             cls = ep.load()
-        except Exception as exc:  # a broken plug-in is reported, not fatal for the rest
-            raise GeniesError(f"cannot load intervention plug-in {ep.name!r} ({ep.value}): {exc}") from exc
-        register_intervention(ep.name)(cls)
+            register_intervention(ep.name)(cls)
+        except Exception as exc:  # noqa: BLE001 - a broken plug-in is reported by name, not fatal for the rest
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            _FAILED[ep.name] = f"{ep.value}: {text}"
 
 
 def list_interventions() -> list[str]:
+    """Names of every intervention that loaded (see ``plugin_errors`` for those that did not)."""
     _load_all()
     return sorted(_REGISTRY)
 
 
+def plugin_errors() -> dict[str, str]:
+    """Entry points that failed to load: name → ``module:attr: first line of the error``."""
+    _load_all()
+    return dict(_FAILED)
+
+
+def intervention_class(name: str) -> type[Intervention]:
+    _load_all()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in _FAILED:
+        raise GeniesError(f"intervention plug-in {name!r} failed to load ({_FAILED[name]})")
+    raise UnknownNameError("intervention", name, _REGISTRY)
+
+
 def get_intervention(name: str) -> Intervention:
     """Instantiate the intervention registered as ``name`` (did-you-mean error otherwise)."""
+    return intervention_class(name)()
+
+
+def ensure_registered(name: str, module: str | None) -> None:
+    """Make ``name`` available in a fresh process: load the registry, then import ``module`` (the
+    module that registered it in the planning process) if the name is still unknown."""
     _load_all()
-    try:
-        return _REGISTRY[name]()
-    except KeyError:
-        raise UnknownNameError("intervention", name, _REGISTRY) from None
+    if name not in _REGISTRY and name not in _FAILED and module:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise GeniesError(
+                f"cannot import {module!r}, which defines intervention {name!r}: {exc}"
+            ) from None

@@ -4,8 +4,11 @@
   transformers once and saved as a safetensors HF folder under ``genies.paths.models_dir()``; the
   folder is written to a temporary directory and renamed into place under a file lock, so a crash
   or a concurrent process never leaves a half-written model behind. Later loads take seconds.
-* ``model_identity`` hashes weight files, caching each hash by (path, size, mtime) so it is
-  computed once; it never loads tensors.
+* ``model_identity`` is the hash of the weight files ``load_model`` loads — for a GGUF source the
+  converted folder (converted first if needed), never the GGUF itself, so a damaged converted folder
+  is never taken for the good one. The folder is hashed once: per-file hashes and stat signatures are
+  kept in a sidecar beside a converted folder (``<name>.genies-weights.json``; the stat-keyed hash
+  cache for other folders) and a file is re-read only when its stat changes. It never loads tensors.
 * ``trust_remote_code`` is off unless the caller asks for it.
 """
 
@@ -13,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -24,9 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genies.errors import ConfigError, ModelError
+from genies.hashing import cached_sha256, folder_sha256
 from genies.io import atomic_write_json
 from genies.models.registry import WEIGHT_PATTERNS, ResolvedName, has_weights, resolve_name
-from genies.paths import cache_dir
 
 if TYPE_CHECKING:
     import torch
@@ -52,61 +53,47 @@ class LoadedModel:
 
 # ---------------------------------------------------------------- hashing
 
+WEIGHTS_SIDECAR_SUFFIX = ".genies-weights.json"
+
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file, cached under cache_dir() by (resolved path, size, mtime) so it runs once."""
-    path = Path(path).resolve()
-    st = path.stat()
-    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
-    cache_file = cache_dir() / "hashes" / "files.json"
-    cache = _read_json(cache_file)
-    if key in cache:
-        return cache[key]
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    digest = h.hexdigest()
-    from filelock import FileLock
-
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(cache_file) + ".lock"):
-        cache = _read_json(cache_file)
-        cache[key] = digest
-        atomic_write_json(cache_file, cache, indent=0)
-    return digest
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    """sha256 of a file, remembered by its stat signature so a large file is read once."""
+    return cached_sha256(path)
 
 
 def weight_files(folder: Path) -> list[Path]:
     return sorted({p for pat in WEIGHT_PATTERNS for p in folder.glob(pat)})
 
 
-def folder_weights_sha256(folder: Path) -> str:
-    """One hash over every weight file of a folder (names and contents)."""
+def weights_sidecar(folder: Path) -> Path:
+    """Where a converted folder's weight hashes are kept: beside the folder."""
+    return folder.parent / f"{folder.name}{WEIGHTS_SIDECAR_SUFFIX}"
+
+
+def folder_weights_sha256(folder: Path, *, sidecar: Path | None = None) -> str:
+    """One hash over every weight file of a folder (names and contents), re-read only when changed."""
     files = weight_files(folder)
     if not files:
         raise ModelError(f"model folder {folder} has no weights (*.safetensors or *.bin)")
-    lines = "".join(f"{p.name} {file_sha256(p)}\n" for p in files)
-    return hashlib.sha256(lines.encode()).hexdigest()
+    try:
+        return folder_sha256(folder, files, sidecar)
+    except OSError as exc:
+        raise ModelError(f"cannot read the weights in {folder}: {exc.strerror or exc}") from None
 
 
 def model_identity(name: str) -> dict:
-    """``{"name", "path", "weights_sha256"}`` of a model, without loading it.
+    """``{"name", "path", "weights_sha256"}`` of a model: the hash of the weights it loads from.
 
-    For a GGUF source the hash is the GGUF file's (it fully determines the converted folder), so the
-    identity is the same before and after conversion.
+    A GGUF source is converted first (once); its identity is the converted folder's weights.
     """
     res = resolve_name(name)
     if res.gguf is not None:
-        return {"name": name, "path": str(res.folder), "weights_sha256": file_sha256(res.gguf)}
+        folder, _ = ensure_converted(res.gguf, res.folder)
+        return {
+            "name": name,
+            "path": str(folder),
+            "weights_sha256": folder_weights_sha256(folder, sidecar=weights_sidecar(folder)),
+        }
     folder = res.folder if res.folder is not None else _hub_folder(res)
     return {"name": name, "path": str(folder), "weights_sha256": folder_weights_sha256(folder)}
 

@@ -149,13 +149,13 @@ class ResolvedName:
 
 def converted_dir(gguf: Path | None, alias: str | None) -> Path:
     """Folder a GGUF file is converted into: by alias, or by file name + short content hash."""
-    from genies.models.loading import file_sha256
+    from genies.hashing import cached_sha256
     from genies.paths import models_dir
 
     if alias:
         return models_dir() / alias
     assert gguf is not None
-    return models_dir() / f"{gguf.stem}-{file_sha256(gguf)[:12]}"
+    return models_dir() / f"{gguf.stem}-{cached_sha256(gguf)[:12]}"
 
 
 def has_weights(folder: Path) -> bool:

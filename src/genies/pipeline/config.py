@@ -11,7 +11,9 @@ a key suited only one, upstream-reference §3.9.4):
 A TTC intervention that is the main intervention and has no TTC config of its own uses the main
 intervention's config, because that is how the paper's sweep driver ran it (one kwargs dict).
 
-Every key is validated by the intervention's pydantic config before any work starts.
+Every key is validated by the intervention's pydantic config before any work starts, with strict
+types: ``--set intervention.num_shots=true`` is an error, not ``1``. ``genies evaluate`` uses the same
+``--set`` grammar with the one role ``intervention``.
 """
 
 from __future__ import annotations
@@ -70,14 +72,16 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_sets(items: Sequence[str]) -> dict[str, Any]:
+def parse_sets(items: Sequence[str], roles: Sequence[str] = ROLES) -> dict[str, Any]:
     """``["intervention.num_shots=2", "ttc.few_shot.scoring=mean"]`` → nested dict."""
     out: dict[str, Any] = {}
     for item in items:
         path, sep, value = item.partition("=")
         parts = [p.strip() for p in path.split(".")]
         if not sep or len(parts) < 2 or any(not p for p in parts):
-            raise ConfigError(f"--set {item!r}: use ROLE.KEY=VALUE with ROLE one of {', '.join(ROLES)}")
+            raise ConfigError(f"--set {item!r}: use ROLE.KEY=VALUE with ROLE one of {', '.join(roles)}")
+        if parts[0] not in roles:
+            raise ConfigError(f"--set {item!r}: unknown role {parts[0]!r}; use {', '.join(roles)}")
         node = out
         for p in parts[:-1]:
             node = node.setdefault(p, {})
@@ -96,6 +100,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {p}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {p} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
 
@@ -184,6 +190,14 @@ def _validated(iv: Intervention, values: Mapping[str, Any], where: str) -> Inter
         raise ConfigError(f"{where} config: {exc.message}", hint=exc.hint) from None
 
 
-def cache_config(iv: Intervention, config: InterventionConfig) -> dict[str, Any]:
-    """The config as it enters cache keys: JSON values without the intervention's ``cache_exclude`` keys."""
-    return {k: v for k, v in config.model_dump(mode="json").items() if k not in iv.cache_exclude}
+def intervention_values(
+    config_file: str | Path | None, sets: Sequence[str], *, roles: Sequence[str] = ("intervention",)
+) -> dict[str, Any]:
+    """The ``[intervention]`` table of a config file merged with ``--set intervention.KEY=VALUE``
+    (``genies evaluate``: one intervention, the same grammar as ``genies run``)."""
+    raw: dict[str, Any] = load_toml(config_file) if config_file else {}
+    unknown = sorted(set(raw) - set(roles))
+    if unknown:
+        raise ConfigError(f"unknown config table {unknown[0]!r}; use {', '.join(roles)}")
+    raw = merge(raw, parse_sets(list(sets), roles))
+    return _table(raw, "intervention")

@@ -1,39 +1,51 @@
-"""Turn a suite of shifts into the deduplicated states and evaluations ``genies run`` needs.
+"""Turn a suite of shifts into the job graph ``genies run`` executes.
 
 Steps follow upstream-reference §3.4: (1) the baseline intervention on the base model for each unique
 target, (2) the target-tuned reference for each unique target_reference, (3) the intervention trained on
 each unique source, evaluated on that source's targets and on the source itself.
 
-Cache keys (``genies.io.content_hash`` of canonical JSON):
+What each intervention declares (``Intervention.requirements``) decides the nodes and their keys:
 
-* state key = intervention name + its config (without ``cache_exclude`` keys) + model identity (name
-  or path as given, weights sha256, device type and dtype — not the folder it was found in) +
-  training data (distribution id and fingerprint of the *full* train split) + seed + limit + scoring
-  version;
-* evaluation key = state key + evaluated data (distribution id, split, fingerprint of the full split)
-  + limit + scoring version.
+* ``train_data=False``: the state has no training data, so "zero_shot trained on S, evaluated on T" and
+  "the zero_shot baseline on T" are one node, computed once;
+* ``fit_activations`` / ``score_activations``: ``activations`` nodes that the state / the evaluation
+  depend on (one per model, selection of data, template and sites — deduplicated by key);
+* ``lengths`` / ``train_lengths``: over-length examples are dropped at the data level. Every
+  evaluation of one distribution in a run scores the same pairs: the first ``--limit`` pairs minus
+  the examples too long under *any* rule of *any* intervention that evaluates that distribution in
+  the run. Those pair ids are part of each evaluation's key, so evaluations whose drops agree are
+  shared between runs, and rows never compare different pairs.
 
-An intervention whose class sets ``uses_train_data = False`` declares that its scores never depend on
-the training data (zero_shot): its state key then has no training data, so "zero_shot trained on S,
-evaluated on T" and "the zero_shot baseline on T" are one key, computed once. Interventions that do not
-say so are assumed to depend on it (few_shot does: its demonstrations come from the train split).
 The baseline is always fitted on no data ("the base model"), whatever the intervention.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from genies.api.intervention import Intervention, InterventionConfig
-from genies.data.schema import Distribution, Split
-from genies.io import content_hash
-from genies.pipeline.config import RoleConfigs, TTCSpec, cache_config
-from genies.records import SCORING_VERSION
+from genies.api.intervention import Intervention, InterventionConfig, LengthRule
+from genies.data.schema import Distribution
+from genies.pipeline.config import RoleConfigs, TTCSpec
+from genies.pipeline.graph import Graph, Node
+from genies.pipeline.nodes import (
+    activations_node,
+    eval_selection,
+    evaluation_node,
+    state_node,
+    train_selection,
+)
 
-KEY_LENGTH = 32
-NO_TRAIN = Split("train", [], "")
+#: (distribution id, split, rules) → (indices of the split's examples too long under any of the rules,
+#: the ``lengths`` nodes that say so — already resolved).
+OverLength = Callable[[str, str, tuple[LengthRule, ...]], tuple[set[int], list[Node]]]
+
+
+def no_over_length(dist_id: str, split: str, rules: tuple[LengthRule, ...]) -> tuple[set[int], list[Node]]:
+    if rules:
+        raise ValueError("length rules need a tokenizer: pass over_length")
+    return set(), []
 
 
 class ShiftLike(Protocol):
@@ -42,46 +54,6 @@ class ShiftLike(Protocol):
     target_reference: str | None
     category: str | None
     group: str | None
-
-
-def uses_train_data(iv: Intervention) -> bool:
-    """Whether the intervention's scores can depend on its training split (``Intervention`` contract)."""
-    return iv.uses_train_data
-
-
-@dataclass
-class StateTask:
-    """One intervention fitted on one training split (or on none)."""
-
-    key: str
-    intervention: Intervention
-    config: InterventionConfig
-    train: Split  # already limited to --limit examples; NO_TRAIN for the base model
-    train_distribution: str | None
-    train_fingerprint: str | None
-    inputs: dict[str, Any]
-
-    @property
-    def label(self) -> str:
-        where = f" trained on {self.train_distribution}" if self.train_distribution else ""
-        return f"{self.intervention.name}{where}"
-
-
-@dataclass
-class EvalTask:
-    """One state scored on one distribution's test split."""
-
-    key: str
-    state: StateTask
-    eval_distribution: str
-    eval_fingerprint: str
-    test: Split  # the full test split; its first --limit pairs are scored
-    n_pairs: int  # pairs scored (after --limit), for progress
-    roles: list[str] = field(default_factory=list)
-
-    @property
-    def label(self) -> str:
-        return f"{self.state.label} → {self.eval_distribution}"
 
 
 @dataclass
@@ -98,74 +70,123 @@ class RowPlan:
 
 @dataclass
 class Plan:
-    states: dict[str, StateTask]
-    evaluations: list[EvalTask]  # deduplicated, in execution order
-    rows: list[RowPlan]
+    """The graph and the rows it fills."""
 
-    def evaluation(self, key: str) -> EvalTask:
-        return self._by_key[key]
+    graph: Graph
+    rows: list[RowPlan] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self._by_key = {e.key: e for e in self.evaluations}
+    @property
+    def evaluations(self) -> list[Node]:
+        return self.graph.of_kind("evaluation")
+
+    @property
+    def states(self) -> dict[str, Node]:
+        return {n.key: n for n in self.graph.of_kind("state")}
+
+    def evaluation(self, key: str) -> Node:
+        return self.graph[key]
+
+    def state_key(self, evaluation_key: str) -> str:
+        return self.graph[evaluation_key].deps[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"nodes": self.graph.to_json()}
 
 
-def _pairs_count(split: Split, limit: int | None) -> int:
-    n = sum(max(len(ex.responses) - 1, 0) for ex in split.examples)
-    return n if limit is None else min(n, limit)
+@dataclass
+class _Request:
+    iv: Intervention
+    cfg: InterventionConfig
+    train_id: str | None
+    dist_id: str
+    split: str
 
 
-class _Builder:
+class Planner:
+    """Collect evaluations first (to know each distribution's length rules), then build the graph."""
+
     def __init__(
         self,
         distributions: Mapping[str, Distribution],
         model: Mapping[str, Any],
+        *,
         seed: int,
         limit: int | None,
-    ):
+        train_limit: int | None | str = "limit",
+        over_length: OverLength = no_over_length,
+    ) -> None:
+        """``limit``: pairs per evaluation; ``train_limit``: examples per training split (default:
+        the same number, as ``genies run --limit``; ``genies evaluate`` trains on whole splits)."""
         self.dists, self.model, self.seed, self.limit = distributions, dict(model), seed, limit
-        self.states: dict[str, StateTask] = {}
-        self.evals: dict[str, EvalTask] = {}
+        self.train_limit: int | None = limit if train_limit == "limit" else train_limit  # type: ignore[assignment]
+        self.over_length = over_length
+        self.requests: list[_Request] = []
 
-    def state(self, iv: Intervention, cfg: InterventionConfig, train_id: str | None) -> StateTask:
-        if train_id is not None and not uses_train_data(iv):
-            train_id = None
-        split = self.dists[train_id].train if train_id is not None else NO_TRAIN
-        fingerprint = split.fingerprint if train_id is not None else None
-        inputs = {
-            "kind": "state",
-            "intervention": iv.name,
-            "config": cache_config(iv, cfg),
-            "model": self.model,
-            "train": None
-            if train_id is None
-            else {"distribution": train_id, "split": "train", "fingerprint": fingerprint},
-            "seed": self.seed,
-            "limit": self.limit,
-            "scoring_version": SCORING_VERSION,
-        }
-        key = content_hash(inputs, KEY_LENGTH)
-        if key not in self.states:
-            self.states[key] = StateTask(key, iv, cfg, split.head(self.limit), train_id, fingerprint, inputs)
-        return self.states[key]
+    def request(
+        self,
+        iv: Intervention,
+        cfg: InterventionConfig,
+        train_id: str | None,
+        dist_id: str,
+        split: str = "test",
+    ) -> int:
+        """Ask for ``iv`` fitted on ``train_id`` (None: on no data) evaluated on ``dist_id``."""
+        self.requests.append(_Request(iv, cfg, train_id, dist_id, split))
+        return len(self.requests) - 1
 
-    def evaluation(self, state: StateTask, dist_id: str, role: str) -> str:
-        test = self.dists[dist_id].test
-        inputs = {
-            "kind": "evaluation",
-            "state": state.key,
-            "eval": {"distribution": dist_id, "split": "test", "fingerprint": test.fingerprint},
-            "limit": self.limit,
-            "scoring_version": SCORING_VERSION,
-        }
-        key = content_hash(inputs, KEY_LENGTH)
-        task = self.evals.get(key)
-        if task is None:
-            task = self.evals[key] = EvalTask(
-                key, state, dist_id, test.fingerprint, test, _pairs_count(test, self.limit)
-            )
-        if role not in task.roles:
-            task.roles.append(role)
-        return key
+    def _rules(self) -> dict[tuple[str, str], tuple[LengthRule, ...]]:
+        rules: dict[tuple[str, str], dict[LengthRule, None]] = {}
+        for r in self.requests:
+            target = rules.setdefault((r.dist_id, r.split), {})
+            for rule in r.iv.requirements(r.cfg).lengths:
+                target.setdefault(rule)
+        return {k: tuple(v) for k, v in rules.items()}
+
+    def _state(self, graph: Graph, r: _Request) -> Node:
+        reqs = r.iv.requirements(r.cfg)
+        train_id = r.train_id if reqs.train_data else None
+        train, checks = None, []
+        if train_id is not None:
+            dist = self.dists[train_id]
+            head = dist.train.head(self.train_limit)
+            over, checks = self._over(graph, train_id, "train", tuple(reqs.train_lengths))
+            train = train_selection(dist, self.train_limit, {ex.index for ex in head.examples} & over)
+        deps = [
+            graph.add(activations_node(self.model, train, spec, self.seed)).key
+            for spec in reqs.fit_activations
+            if train is not None
+        ]
+        return graph.add(state_node(r.iv, r.cfg, self.model, train, self.seed, deps + checks))
+
+    def _over(
+        self, graph: Graph, dist_id: str, split: str, rules: tuple[LengthRule, ...]
+    ) -> tuple[set[int], list[str]]:
+        """Over-length example indices under ``rules`` and the keys of the lengths nodes behind them."""
+        if not rules:
+            return set(), []
+        over, nodes = self.over_length(dist_id, split, rules)
+        return over, [graph.add(n).key for n in nodes]
+
+    def build(self) -> tuple[Graph, list[str]]:
+        """The graph and, per request, its evaluation key."""
+        graph = Graph()
+        rules = self._rules()
+        over: dict[tuple[str, str], tuple[set[int], list[str]]] = {}
+        keys = []
+        for r in self.requests:
+            where = (r.dist_id, r.split)
+            if where not in over:
+                over[where] = self._over(graph, r.dist_id, r.split, rules[where])
+            state = self._state(graph, r)
+            sel = eval_selection(self.dists[r.dist_id], r.split, self.limit, over[where][0])
+            reqs = r.iv.requirements(r.cfg)
+            acts = [
+                graph.add(activations_node(self.model, sel, spec, None)).key
+                for spec in reqs.score_activations
+            ]
+            node = evaluation_node(state, sel, [*acts, *over[where][1]], needs_model=reqs.score_model)
+            keys.append(graph.add(node).key)
+        return graph, keys
 
 
 def _unique(items: Sequence[str]) -> list[str]:
@@ -184,41 +205,38 @@ def build_plan(
     model_identity: Mapping[str, Any],
     seed: int,
     limit: int | None,
+    over_length: OverLength = no_over_length,
 ) -> Plan:
-    """All states and evaluations for ``shifts``, deduplicated by key, in upstream's step order."""
-    b = _Builder(distributions, model_identity, seed, limit)
+    """All nodes for ``shifts``, deduplicated by key, in upstream's step order."""
+    p = Planner(distributions, model_identity, seed=seed, limit=limit, over_length=over_length)
     ref = {id(s): s.target_reference or s.target for s in shifts}
-
-    base_state = b.state(baseline, configs.baseline, None)
-    baseline_keys = {t: b.evaluation(base_state, t, "baseline") for t in _unique([s.target for s in shifts])}
-
-    ttc_keys: dict[str, dict[str, str]] = {}
+    base_req = {
+        t: p.request(baseline, configs.baseline, None, t) for t in _unique([s.target for s in shifts])
+    }
+    ttc_req: dict[str, dict[str, int]] = {}
     for r in _unique([ref[id(s)] for s in shifts]):
-        ttc_keys[r] = {}
-        for name in ttc.interventions:
-            st = b.state(ttc_interventions[name], configs.ttc[name], r)
-            ttc_keys[r][name] = b.evaluation(st, r, "target-tuned")
-
-    gen_keys: dict[tuple[str, str], str] = {}
-    src_keys: dict[str, str] = {}
+        ttc_req[r] = {
+            name: p.request(ttc_interventions[name], configs.ttc[name], r, r) for name in ttc.interventions
+        }
+    gen_req: dict[tuple[str, str], int] = {}
+    src_req: dict[str, int] = {}
     for src in _unique([s.source for s in shifts]):
-        st = b.state(main, configs.intervention, src)
         for tgt in _unique([s.target for s in shifts if s.source == src]):
-            gen_keys[(src, tgt)] = b.evaluation(st, tgt, "generalization")
-        src_keys[src] = b.evaluation(st, src, "source")
-
+            gen_req[(src, tgt)] = p.request(main, configs.intervention, src, tgt)
+        src_req[src] = p.request(main, configs.intervention, src, src)
+    graph, keys = p.build()
     rows = [
         RowPlan(
             shift=s,
             target_reference=ref[id(s)],
-            generalization=gen_keys[(s.source, s.target)],
-            source_id=src_keys[s.source],
-            baseline=baseline_keys[s.target],
-            ttc=dict(ttc_keys[ref[id(s)]]),
+            generalization=keys[gen_req[(s.source, s.target)]],
+            source_id=keys[src_req[s.source]],
+            baseline=keys[base_req[s.target]],
+            ttc={name: keys[i] for name, i in ttc_req[ref[id(s)]].items()},
         )
         for s in shifts
     ]
-    return Plan(b.states, list(b.evals.values()), rows)
+    return Plan(graph, rows)
 
 
 def needed_distributions(shifts: Sequence[ShiftLike]) -> list[str]:

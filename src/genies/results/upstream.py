@@ -15,6 +15,10 @@ Store layout (``<store>/upstream/``, written only by the importer — the pipeli
                                                 train, eval)
     ttc/<model>.json                            {"kind": "upstream_ttc_set", "entries": [UpstreamTTC]}
 
+The import is all-or-nothing: a source file that cannot be read or parsed (truncated JSON, not UTF-8)
+refuses the whole import, naming the files, and the previous import stays as it was. (Files that are
+readable but carry no evaluation — stale folders, non-JSON files — are skipped and counted.)
+
 Records are bundled per (model, intervention) rather than one file per record: ~40 files instead of
 ~3,300 makes import and look-ups several times faster on slow file systems, and a table only ever
 needs one intervention's records plus the baseline's. Every file is read-only (0o444). A re-import
@@ -25,7 +29,6 @@ import or the new one, never a mixture, and records that disappeared from the so
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 import shutil
@@ -45,19 +48,19 @@ from typing import Any
 import pydantic
 import pydantic_core
 
-from genies import __version__
+from genies._meta import __version__
 from genies.errors import DataError, GeniesError, StoreError, UnknownNameError
-from genies.io import atomic_path, atomic_write_text, content_hash
+from genies.hashing import content_hash
+from genies.io import atomic_path
 from genies.metrics import (
+    METRICS_VERSION,
     as_probabilities,
-    bootstrap_accuracy_ci,
-    bootstrap_de_ci,
-    differential_elicitation,
     summarize,
     tie_count,
 )
 from genies.paths import store_dir
 from genies.records import UPSTREAM_CSV_COLUMNS, EvaluationRecord, ShiftResult
+from genies.rows import Cell, CIPolicy, build_row, csv_text, write_csv
 
 UPSTREAM_SUBDIR = "upstream"
 MANIFEST_NAME = "manifest.json"
@@ -245,12 +248,16 @@ def _archive_files(src: Path) -> tuple[list[_SourceFile], int]:
     return files, unsafe
 
 
+class _Unreadable(Exception):
+    """A source file that cannot be read or parsed as JSON."""
+
+
 def _parse(f: _SourceFile) -> Any:
-    """The JSON content of a source file, or None if it cannot be read or parsed."""
+    """The JSON content of a source file; _Unreadable if it cannot be read or parsed."""
     try:
         return _loads(f.read())
-    except (OSError, ValueError):
-        return None
+    except (OSError, ValueError) as exc:
+        raise _Unreadable(f.rel) from exc
 
 
 # --- converting files ------------------------------------------------------------------------------
@@ -312,6 +319,7 @@ def _record_from_file(
         n=len(p),
         ties=tie_count(arr) if p else 0,
         metrics=summarize(arr) if p else {},
+        metrics_version=METRICS_VERSION,
         info=info,
         versions={"genies": __version__},
         created=str(raw.get("timestamp", "")),
@@ -343,6 +351,7 @@ def _import_files(
     ttc_sets: dict[str, list[dict[str, Any]]] = defaultdict(list)
     bundles: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     seen: set[str] = set()
+    unreadable: list[str] = []
     current_iv: str | None = None
 
     def flush() -> None:
@@ -362,7 +371,12 @@ def _import_files(
                 summary.skipped["stale or nested folder"] += 1
                 continue
             label, target = sub[0], sub[1][:-5]
-            ttc = _ttc_from_file(_parse(f), label=label, target=target, rel=f.rel)
+            try:
+                raw_ttc = _parse(f)
+            except _Unreadable:
+                unreadable.append(f.rel)
+                continue
+            ttc = _ttc_from_file(raw_ttc, label=label, target=target, rel=f.rel)
             if ttc is None or not _SAFE_NAME_RE.match(label):
                 summary.skipped["malformed target-tuned capability file"] += 1
                 continue
@@ -381,9 +395,10 @@ def _import_files(
             flush()
             current_iv = intervention
         label, train = match["model"], match["train"]
-        raw = _parse(f)
-        if raw is None:
-            summary.skipped["unreadable JSON"] += 1
+        try:
+            raw = _parse(f)
+        except _Unreadable:
+            unreadable.append(f.rel)
             continue
         rec = _record_from_file(
             raw, label=label, intervention=intervention, train=train, eval_distribution=fname[:-5], rel=f.rel
@@ -406,6 +421,14 @@ def _import_files(
                 "eval_distribution": rec.eval_distribution,
                 "n": rec.n,
             }
+        )
+    if unreadable:
+        shown = ", ".join(unreadable[:3]) + (
+            f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else ""
+        )
+        raise DataError(
+            f"{len(unreadable)} file{'' if len(unreadable) == 1 else 's'} of the results tree cannot be read "
+            f"as JSON ({shown}); nothing was imported and the previous import is unchanged"
         )
     flush()
     for label, items in ttc_sets.items():
@@ -519,6 +542,15 @@ def import_upstream(
 # --- reading the imported store --------------------------------------------------------------------
 
 
+def _current(rec: EvaluationRecord) -> EvaluationRecord:
+    """An imported record with its genies metrics under the current ``METRICS_VERSION`` (recomputed
+    from its probabilities when it was imported under another; the paper's own numbers stay in
+    ``info["stored"]``)."""
+    if rec.metrics_version == METRICS_VERSION or not rec.p_correct:
+        return rec
+    return rec.model_copy(update={"metrics": summarize(rec.p_correct), "metrics_version": METRICS_VERSION})
+
+
 class UpstreamStore:
     """Read access to an import: look-ups by (model, intervention, train, eval) and by target."""
 
@@ -572,7 +604,7 @@ class UpstreamStore:
             else:
                 doc = self._load(path, BUNDLE_KIND)
                 try:
-                    recs = [EvaluationRecord.model_validate(r) for r in doc["records"]]
+                    recs = [_current(EvaluationRecord.model_validate(r)) for r in doc["records"]]
                 except (KeyError, TypeError, pydantic.ValidationError) as exc:
                     raise StoreError(f"{path} is malformed ({type(exc).__name__}); re-import") from None
                 self._bundles[(label, intervention)] = {r.key: r for r in recs}
@@ -595,7 +627,7 @@ class UpstreamStore:
         for label, iv in sorted({(k[0], k[1]) for k in self._keys}):
             doc = self._load(_bundle_path(self.root, label, iv), BUNDLE_KIND)
             for r in doc["records"]:
-                yield EvaluationRecord.model_validate(r)
+                yield _current(EvaluationRecord.model_validate(r))
 
     def ttc(self, label: str, target: str) -> UpstreamTTC | None:
         """The paper's target-tuned capability for ``target`` (keyed by target, not reference)."""
@@ -632,10 +664,6 @@ def _stored(rec: EvaluationRecord | None, name: str) -> float | None:
     return None if value is None else float(value)
 
 
-def _nan_to_none(x: float) -> float | None:
-    return None if math.isnan(x) else x
-
-
 def paper_rows(
     model: str,
     intervention: str,
@@ -663,61 +691,39 @@ def paper_rows(
         raise UnknownNameError("paper model", model, up.labels())
     if intervention not in up.interventions(model):
         raise UnknownNameError(f"intervention for {model}", intervention, up.interventions(model))
+    ci = CIPolicy("upstream", seed=seed) if with_ci else None
     rows = []
     for shift in get_suite(suite):
         gen = up.get(model, intervention, shift.source, shift.target)
         src = up.get(model, intervention, shift.source, shift.source)
         base = up.get(model, BASELINE_INTERVENTION, shift.source, shift.target)
         ttc = up.ttc(model, shift.target)
-        gen_acc, base_acc = _stored(gen, "eval_accuracy"), _stored(base, "eval_accuracy")
-        ttc_acc = ttc.best_intervention_accuracy if ttc else None
-        row = ShiftResult(
-            source=shift.source,
-            target=shift.target,
-            target_reference=shift.reference,
-            category=shift.category,
-            group=shift.group,
-            generalization_accuracy=gen_acc,
-            baseline_accuracy=base_acc,
-            baseline_intervention=BASELINE_INTERVENTION,
-            target_tuned_capability=ttc_acc,
-            target_tuned_capability_intervention=ttc.best_intervention if ttc else None,
-            source_ID_accuracy=_stored(src, "eval_accuracy"),
-            RMS_calibration_error=_stored(gen, "eval_rms_calibration_error"),
-            differential_elicitation=_nan_to_none(differential_elicitation(gen_acc, base_acc, ttc_acc)),
-            extra_metrics={f"generalization_{k}": v for k, v in (gen.metrics if gen else {}).items()},
-            evaluation_keys={
-                role: rec.key
-                for role, rec in (("generalization", gen), ("source_id", src), ("baseline", base))
-                if rec
-            },
-        )
-        if with_ci and gen is not None and gen.p_correct:
-            row.generalization_accuracy_ci = bootstrap_accuracy_ci(
-                gen.p_correct, tie_policy="upstream", seed=seed
+        rows.append(
+            build_row(
+                shift,
+                shift.reference,
+                generalization=Cell(_stored(gen, "eval_accuracy"), gen),
+                baseline=Cell(_stored(base, "eval_accuracy"), base),
+                target_tuned=Cell(ttc.best_intervention_accuracy if ttc else None),
+                source=Cell(_stored(src, "eval_accuracy"), src),
+                baseline_intervention=BASELINE_INTERVENTION,
+                ttc_intervention=ttc.best_intervention if ttc else None,
+                rms_calibration_error=_stored(gen, "eval_rms_calibration_error"),
+                extra={f"generalization_{k}": v for k, v in (gen.metrics if gen else {}).items()},
+                keys={
+                    role: rec.key
+                    for role, rec in (("generalization", gen), ("source_id", src), ("baseline", base))
+                    if rec
+                },
+                ci=ci,
             )
-            if base is not None and base.p_correct and ttc_acc:
-                row.differential_elicitation_ci = bootstrap_de_ci(
-                    gen.p_correct, base.p_correct, ttc_acc, tie_policy="upstream", seed=seed
-                )
-        rows.append(row)
+        )
     return rows
 
 
-def upstream_csv_text(rows: Sequence[ShiftResult]) -> str:
-    """The 11 upstream columns, in order, as pandas writes them (no index; missing → empty cell)."""
-    import pandas as pd
-
-    frame = pd.DataFrame(
-        [{c: getattr(r, c) for c in UPSTREAM_CSV_COLUMNS} for r in rows], columns=list(UPSTREAM_CSV_COLUMNS)
-    )
-    return frame.to_csv(index=False)
-
-
-def write_upstream_csv(rows: Sequence[ShiftResult], path: str | os.PathLike[str]) -> Path:
-    """Write ``rows`` as an upstream-format CSV, atomically."""
-    atomic_write_text(path, upstream_csv_text(rows))
-    return Path(path)
+#: The CSV writer is ``genies.rows``' (the one ``genies run`` uses); these names are kept for callers.
+upstream_csv_text = csv_text
+write_upstream_csv = write_csv
 
 
 @dataclass
