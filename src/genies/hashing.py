@@ -32,6 +32,10 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def sha256_bytes(data: bytes | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def content_hash(obj: Any, length: int = 16) -> str:
     """Short sha256 of the canonical JSON of ``obj``."""
     return sha256_text(canonical_json(obj))[:length]

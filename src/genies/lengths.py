@@ -10,61 +10,64 @@ Only a tokenizer is needed, so the planner decides over-length drops before any 
 * ``text`` — the text a template renders, with the tokenizer's special tokens (activation methods).
 
 An example is over length when any of its responses needs more than the model's maximum length.
-Templates are rendered with ``render_template``: fields ``{prompt}`` and ``{response}`` substituted
-positionally, never with ``str.format`` (the data holds braces).
+Tokenisation and templates are the forward engine's (``genies.models.lengths``,
+``genies.models.templates``): the planner and the engine agree to the token by sharing the code.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-_FIELD = re.compile(r"\{prompt\}|\{response\}")
 DEFAULT_TEMPLATE = "{prompt}{response}"
 
 
 def render_template(template: str | None, prompt: str, response: str) -> str:
-    """``template`` with ``{prompt}`` and ``{response}`` replaced (``None``: prompt + response)."""
-    if template is None:
-        return prompt + response
-    return _FIELD.sub(lambda m: prompt if m.group(0) == "{prompt}" else response, template)
+    """``template`` with ``{prompt}`` and ``{response}`` replaced (``None``: prompt + response).
+
+    The engine's renderer (``genies.models.templates.render``): one implementation for both."""
+    from genies.models.templates import render
+
+    return render(template, prompt, response)
 
 
-def _ids(tokenizer: Any, texts: Sequence[str], *, special: bool) -> list[list[int]]:
-    """Token ids of ``texts``, without transformers' warning that a text is longer than the model's
-    limit (finding those texts is the point here)."""
-    if not texts:
-        return []
+@contextlib.contextmanager
+def _quiet_tokenizer() -> Iterator[None]:
+    """No transformers warning that a text is longer than the model's limit (finding those texts is
+    the point here)."""
     from transformers.utils import logging as hf_logging
 
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        return list(tokenizer(list(texts), add_special_tokens=special)["input_ids"])
+        yield
     finally:
         hf_logging.set_verbosity(level)
 
 
 def scoring_lengths(tokenizer: Any, requests: Sequence[tuple[str, str]]) -> list[int]:
-    """Tokens each ``(prompt, response)`` needs under the scoring rule (see the module docstring)."""
+    """Tokens each ``(prompt, response)`` needs under the scoring rule (see the module docstring):
+    the larger of upstream's joint count and the count the engine scores
+    (``genies.models.lengths.scoring_lengths``, the engine's own tokenisation)."""
+    from genies.models import lengths as engine_lengths
+
+    if not requests:
+        return []
     eos = tokenizer.eos_token or ""
-    joint = _ids(tokenizer, [p + r + eos for p, r in requests], special=True)
-    prompts = sorted({p for p, _ in requests})
-    p_len = {
-        p: max(len(ids), 1) for p, ids in zip(prompts, _ids(tokenizer, prompts, special=False), strict=True)
-    }
-    resp = _ids(tokenizer, [r + eos for _, r in requests], special=False)
-    return [max(len(j), p_len[p] + len(r)) for (p, _), j, r in zip(requests, joint, resp, strict=True)]
+    with _quiet_tokenizer():
+        joint = tokenizer([p + r + eos for p, r in requests], add_special_tokens=True)["input_ids"]
+        scored = engine_lengths.scoring_lengths(tokenizer, requests)
+    return [max(len(j), n) for j, n in zip(joint, scored, strict=True)]
 
 
 def text_lengths(tokenizer: Any, requests: Sequence[tuple[str, str]], template: str | None) -> list[int]:
-    """Tokens of each rendered text, with the tokenizer's special tokens."""
-    return [
-        len(ids)
-        for ids in _ids(tokenizer, [render_template(template, p, r) for p, r in requests], special=True)
-    ]
+    """Tokens of each rendered text as the engine's extraction tokenises it (special tokens on)."""
+    from genies.models import lengths as engine_lengths
+
+    with _quiet_tokenizer():
+        return engine_lengths.text_lengths(tokenizer, [tuple(r) for r in requests], template)
 
 
 def rule_lengths(tokenizer: Any, rule: Any, requests: Sequence[tuple[str, str]]) -> list[int]:

@@ -39,7 +39,6 @@ import pytest
 
 from genies.cli import app, main
 
-TRUNK = "fixed by trunk v2 (issue #7)"
 PROC = "/proc/genies-robustness/x"  # unwritable even for root (chmod is no obstacle to root)
 GENIES_SCRIPT = Path(sys.executable).with_name("genies")
 
@@ -310,7 +309,7 @@ CASES: list[Case] = [
     C("evaluate-unknown-distribution", *EVAL, "-d", "toy_z", says="unknown distribution 'toy_z'"),
     C("evaluate-data-dir-is-a-file", *EVAL, "-d", "toy_a", "--data-dir", "{file}", says="is a file"),
     C("evaluate-model-is-an-empty-dir", "evaluate", "-i", "zero_shot", "-m", "{dir}", "-d", "toy_a", "--device", "cpu", says="has no config.json", status=True),
-    C("evaluate-bool-for-int", *EVAL, "-d", "toy_a", "-i", "few_shot", "--set", "num_shots=true", says="num_shots", xfail=TRUNK),
+    C("evaluate-bool-for-int", *EVAL, "-d", "toy_a", "-i", "few_shot", "--set", "num_shots=true", says="num_shots"),
     # --- run: names, types, files
     C("run-unknown-intervention", *RUN, "-i", "zero_shoot", says="did you mean 'zero_shot'"),
     C("run-limit-not-a-number", *RUN, "--limit", "x", exit=2, says="Invalid value"),
@@ -337,17 +336,17 @@ CASES: list[Case] = [
         env={"GENIES_MODELS_DIR": "{proc}"}, says="GENIES_MODELS_DIR", status=True, store="kept",
     ),
     # --- run: the items the trunk v2 work fixes (strict xfail until it lands)
-    C("run-out-inside-data-store", *RUN, "--out", "{data}/distributions/toy_b", xfail=TRUNK),
-    C("run-out-inside-result-store", *RUN, "--out", "{store}/outputs", xfail=TRUNK),
-    C("run-out-inside-models-dir", *RUN, "--out", "{models}/outputs", xfail=TRUNK),
-    C("run-failed-leaves-no-out-dir", *RUN, "--store", "{file}", "--out", "{tmp}/new-out", absent=("{tmp}/new-out",), xfail=TRUNK),
+    C("run-out-inside-data-store", *RUN, "--out", "{data}/distributions/toy_b"),
+    C("run-out-inside-result-store", *RUN, "--out", "{store}/outputs"),
+    C("run-out-inside-models-dir", *RUN, "--out", "{models}/outputs"),
+    C("run-failed-leaves-no-out-dir", *RUN, "--store", "{file}", "--out", "{tmp}/new-out", absent=("{tmp}/new-out",)),
     C(
         "run-failed-leaves-no-state", "run", "-i", "zero_shot", "--suite", "{suite}", "--model", "smollm2-135m",
         "--device", "cpu", "--limit", "2", "--no-progress", "--out", "{tmp}/o2", absent=("{tmp}/o2",),
-        env={"GENIES_MODELS_DIR": "{file}"}, status=True, xfail=TRUNK,
+        env={"GENIES_MODELS_DIR": "{file}"}, status=True,
     ),
-    C("run-bool-for-int", *RUN, "-i", "few_shot", "--set", "intervention.num_shots=true", says="num_shots", xfail=TRUNK),
-    C("run-config-non-utf8", *RUN, "--config", "{bad_toml}", says="{bad_toml}", xfail=TRUNK),
+    C("run-bool-for-int", *RUN, "-i", "few_shot", "--set", "intervention.num_shots=true", says="num_shots"),
+    C("run-config-non-utf8", *RUN, "--config", "{bad_toml}", says="{bad_toml}"),
 ]  # fmt: skip
 
 

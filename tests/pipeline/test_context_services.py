@@ -110,17 +110,6 @@ def test_activations_nodes_fill_the_cache_that_fit_and_scoring_read(toy, counter
     assert third.csv_path.read_bytes() == first.csv_path.read_bytes()
 
 
-def test_without_the_activation_cache_module_the_error_is_one_line(toy, tiny_model_dir, monkeypatch):
-    from genies.errors import GeniesError
-
-    monkeypatch.setitem(sys.modules, "genies.models.activation_cache", None)
-    opts = toy.options(
-        intervention="test_acts", baseline_intervention="test_length", model=str(tiny_model_dir), device="cpu"
-    )
-    with pytest.raises(GeniesError, match="genies.models.activation_cache"):
-        run_suite(opts)
-
-
 def test_checkpoint_dir_survives_an_interruption_and_is_removed_on_completion(toy, counter, tmp_path):
     CheckpointIntervention.observed.clear()
     with pytest.raises(InterruptedRun):

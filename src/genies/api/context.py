@@ -45,56 +45,18 @@ ProgressFactory = Callable[[int, str], contextlib.AbstractContextManager[Callabl
 # ---------------------------------------------------------------- the engine factory
 
 
-class ScorerEngine:
-    """The forward engine of one loaded model, over ``genies.models.scoring.Scorer``.
-
-    One instance per loaded model, so the scorer's fast-path self-check runs once. The forward-engine
-    work replaces this class by ``genies.models.engine.ForwardEngine`` in ``make_engine``; its
-    ``score`` signature is the same.
-    """
-
-    def __init__(self, lm: LoadedModel) -> None:
-        from genies.models.scoring import Scorer
-
-        self.lm = lm
-        self.scorer = Scorer(lm)
-
-    def score(
-        self,
-        requests: Sequence[tuple[str, str]],
-        *,
-        batch_size: int | None = None,
-        progress: Callable[[int], None] | None = None,
-    ) -> list[ResponseScore]:
-        self.scorer.batch_size = batch_size
-        out = self.scorer.score(requests)
-        if progress is not None:
-            progress(len(requests))
-        return out
-
-    def extract(self, texts: Any, sites: Any = ("resid", "heads"), template: Any = None, **_: Any) -> Any:
-        raise GeniesError(
-            "activation extraction needs genies.models.engine.ForwardEngine, which this build lacks"
-        )
-
-    @property
-    def counters(self) -> dict[str, int]:
-        return {"forward_passes": self.scorer.forward_passes, **self.scorer.stats}
-
-
 def make_engine(lm: LoadedModel) -> Any:
-    """The one forward engine of ``lm`` (created once per loaded model by ``ModelSession``)."""
-    return ScorerEngine(lm)
+    """The one forward engine of ``lm`` (created once per loaded model by ``ModelSession``), so its
+    self-checks run once per model and process and its counters add up over every node."""
+    from genies.models.engine import ForwardEngine
+
+    return ForwardEngine(lm)
 
 
 def open_activation_cache(root: Path, model_key: str) -> Any:
     """``genies.models.activation_cache.ActivationCache(root, model_key)`` (seams.md §3)."""
-    try:
-        from genies.models.activation_cache import ActivationCache
-    except ImportError as exc:
-        raise GeniesError(
-            "activations need genies.models.activation_cache, which this build of genies lacks"
-        ) from exc
+    from genies.models.activation_cache import ActivationCache
+
     return ActivationCache(root, model_key)
 
 

@@ -47,10 +47,12 @@ def _load_all() -> None:
     _loaded = True
     for mod in _BUILTIN_MODULES:
         try:
-            importlib.import_module(mod)
+            module = importlib.import_module(mod)
         except ModuleNotFoundError as exc:  # a built-in not written yet must not break the others
             if exc.name != mod:
                 raise
+            continue
+        _register_module_classes(module)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in _REGISTRY:
             continue
@@ -60,6 +62,23 @@ def _load_all() -> None:
         except Exception as exc:  # noqa: BLE001 - a broken plug-in is reported by name, not fatal for the rest
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             _FAILED[ep.name] = f"{ep.value}: {text}"
+
+
+def _register_module_classes(module: object) -> None:
+    """Re-register the interventions a module defined (``register_intervention`` set their ``name``).
+
+    Registration is an import side effect, which happens once per process; a registry that was
+    reset later (tests do) would otherwise never see the built-ins again."""
+    for obj in vars(module).values():
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, Intervention)
+            and obj.__module__ == getattr(module, "__name__", None)
+            and isinstance(getattr(obj, "name", None), str)
+            and obj.name
+            and obj.name not in _REGISTRY
+        ):
+            _REGISTRY[obj.name] = obj
 
 
 def list_interventions() -> list[str]:

@@ -23,7 +23,6 @@ Layout (``root`` is ``<store>/activations``; trunk passes it)::
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from genies.errors import ConfigError, ModelError, StoreError
+from genies.hashing import sha256_bytes, sha256_text
 from genies.io import atomic_path, atomic_write_json
 from genies.models.forward import SITES
 from genies.models.templates import Text, render_all, template_key
@@ -49,14 +49,14 @@ _SAFE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 def text_sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return sha256_text(text)
 
 
 def _tensor_sha256(t: torch.Tensor) -> str:
     import torch
 
     raw = t.contiguous().view(torch.uint8) if t.dtype != torch.uint8 else t.contiguous()
-    return hashlib.sha256(raw.numpy().tobytes()).hexdigest()
+    return sha256_bytes(raw.numpy().tobytes())
 
 
 class BadShard(Exception):

@@ -20,7 +20,8 @@ A call goes through four steps, each in its own module:
 **Exactness.** Scores and activations do not depend on batch size, batch composition, padding side
 or order: every token sees exactly its own prefix with its own position ids, and a response's
 log-probs are summed in token order in float64 (differences are float rounding of the forward,
-~1e-6 in float32). The first call of each path runs a self-check against the model's own unbatched
+~1e-6 in float32). On CPU, attention runs on SDPA's math backend so that results do not depend on
+the number of threads either (``deterministic=False`` keeps the fused kernel; see ``_kernels``). The first call of each path runs a self-check against the model's own unbatched
 forward (the reference path) on two texts that share a prefix; if it disagrees, the engine warns
 and uses the reference path. The result is remembered on the engine (one engine per loaded model).
 
@@ -37,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -85,7 +86,9 @@ COUNTERS = (
 class ForwardEngine:
     """Batching, the forward pass and the reductions for one loaded model (see the module docstring)."""
 
-    def __init__(self, lm: LoadedModel, *, memory_budget_mb: int | None = None) -> None:
+    def __init__(
+        self, lm: LoadedModel, *, memory_budget_mb: int | None = None, deterministic: bool = True
+    ) -> None:
         if getattr(lm, "kind", "causal_lm") != "causal_lm":
             raise ModelError(
                 f"model {lm.name!r} is an encoder; the forward engine needs a causal language model"
@@ -94,11 +97,33 @@ class ForwardEngine:
             raise ConfigError(f"memory_budget_mb must be >= 0 (got {memory_budget_mb})")
         self.lm = lm
         self.memory_budget_mb = memory_budget_mb
+        self.deterministic = deterministic
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
         self.self_checks: dict[str, bool] = {}  # "score:tree" etc. -> the path matched the reference
         self.last_path: str | None = None  # the path the last call used
         self._sites: Sites | None = None
         self._warned: set[str] = set()
+
+    @contextlib.contextmanager
+    def _kernels(self) -> Iterator[None]:
+        """No autograd; on CPU with ``deterministic`` (the default), attention on SDPA's math backend.
+
+        PyTorch's fused CPU attention kernel splits its work by the number of intra-op threads for
+        some shapes (short query blocks, small heads), so its rounding depends on the thread count:
+        a process-pool worker with 1 thread and a local run with 2 scored the same requests 1e-6
+        nats apart. The math backend is matmul + softmax, whose results do not depend on the thread
+        count; it costs about 10-30% of a CPU forward (measured on SmolLM2, crt_1). GPU kernels do
+        not depend on the host's threads, so CUDA keeps the fused kernels.
+        """
+        import torch
+
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.inference_mode())
+            if self.deterministic and self.lm.device.type == "cpu":
+                from torch.nn.attention import SDPBackend, sdpa_kernel
+
+                stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+            yield
 
     # ------------------------------------------------------------ tokenisation
 
@@ -145,9 +170,8 @@ class ForwardEngine:
             if not c or not t:
                 raise ConfigError(f"token request {i} needs a non-empty context and target")
         self._within_context([len(c) + len(t) for c, t in todo], "error", "token request", "shorten it")
-        import torch
 
-        with torch.inference_mode():
+        with self._kernels():
             path = self._scoring_path("auto")
             return self._score_encoded(todo, path, batch_size, None)
 
@@ -167,9 +191,8 @@ class ForwardEngine:
             "drop over-length examples with fits() first",
         )
         todo = [encoded[i] for i in keep]
-        import torch
 
-        with torch.inference_mode():
+        with self._kernels():
             path = "reference" if reference else self._scoring_path(strategy)
             self.last_path = path
             sums = self._score_encoded(todo, path, batch_size, progress)
@@ -450,7 +473,7 @@ class ForwardEngine:
         if keep:
             groups = [t[0] if isinstance(t, tuple | list) else i for i, t in enumerate(texts)]
             todo = [encoded[i] for i in keep]
-            with torch.inference_mode():
+            with self._kernels():
                 if path == "auto":
                     path = self._extraction_path()
                 self.last_path = path

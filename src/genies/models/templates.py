@@ -14,7 +14,6 @@ nodes and cache keys. :func:`render` is the one renderer: it substitutes the fie
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 from genies.errors import ConfigError
@@ -76,4 +75,6 @@ def template_key(template: str | None) -> str:
     if template is None:
         return "plain"
     check_template(template)
-    return hashlib.sha256(template.encode("utf-8")).hexdigest()[:16]
+    from genies.hashing import sha256_text
+
+    return sha256_text(template)[:16]

@@ -49,9 +49,9 @@ from genies.data import Example
 from genies.errors import GeniesError
 from genies.shifts import CATEGORIES, CATEGORY_EXPLANATIONS, CATEGORY_GROUP, get_suite
 from genies.web.evaluations import WRONG_BELOW, Evaluation, EvaluationIndex
+from genies.web.hosts import LOCAL_HOSTS
 from genies.web.index import SPLITS, DataIndex, SplitView
 from genies.web.results import ResultsIndex
-from genies.web.server import LOCAL_HOSTS
 from genies.web.tables import COLUMNS, results_table
 
 HERE = Path(__file__).parent

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from genies.errors import GeniesError
+from genies.web.hosts import LOCAL_HOSTS
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 ANY_ADDRESS = ("0.0.0.0", "::", "")
 
 
