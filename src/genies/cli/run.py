@@ -110,7 +110,9 @@ def run_command(
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
     executor: str = typer.Option(
-        "local", "--executor", help="Where jobs run: local (this machine; submitit and ray come later)."
+        "local",
+        "--executor",
+        help="Where jobs run: local (this machine), submitit (Slurm, or local jobs where there is no Slurm) or ray (a local Ray cluster, or RAY_ADDRESS). Options: genies sweep-run's config.",
     ),
     workers: int = typer.Option(
         1, "--workers", "-w", help="Worker processes (1: in this process, sequentially)."

@@ -40,9 +40,15 @@ from genies.errors import ConfigError, GeniesError, UnknownNameError
 from genies.pipeline.graph import Graph, Node
 from genies.pipeline.kinds import DependencyInvalid, NodeEnv, RunSpec, resolve
 
-#: Executors that later genies versions add behind the same protocol (issue: scale-out).
-PLANNED_EXECUTORS = ("submitit", "ray")
-EXECUTORS = ("local",)
+#: Executors by name -> "module:factory"; a factory is ``factory(env, workers, options) -> Executor``
+#: (``options``: the executor's own settings, e.g. a sweep's ``[executor.submitit]`` table). Imported
+#: lazily, so an optional engine (Ray) is needed only when it is used.
+EXECUTOR_FACTORIES: dict[str, str] = {
+    "submitit": "genies.pipeline.executors_submitit:make_submitit_executor",
+    "ray": "genies.pipeline.executors_ray:make_ray_executor",
+}
+PLANNED_EXECUTORS: tuple[str, ...] = ()
+EXECUTORS = ("local", *EXECUTOR_FACTORIES)
 
 
 @dataclass
@@ -284,8 +290,15 @@ def check_executor(name: str, workers: int) -> None:
         raise UnknownNameError("executor", name, EXECUTORS)
 
 
-def make_executor(name: str, workers: int, env: NodeEnv) -> Executor:
+def make_executor(
+    name: str, workers: int, env: NodeEnv, *, options: Mapping[str, Any] | None = None
+) -> Executor:
     check_executor(name, workers)
+    if name != "local":
+        import importlib
+
+        module, _, factory = EXECUTOR_FACTORIES[name].partition(":")
+        return getattr(importlib.import_module(module), factory)(env, workers, dict(options or {}))
     if workers == 1:
         return LocalExecutor(env)
     if env.model_loader is not None or env.load_distribution is not None:
