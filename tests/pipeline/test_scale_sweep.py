@@ -58,35 +58,64 @@ def _sweep(capsys, config: Path, *flags: str) -> str:
     return " ".join(err.split())
 
 
+EXECUTOR_FLAGS = {
+    "local": ["--executor", "local"],
+    "pool": ["--executor", "local", "--workers", "2"],
+    "submitit": ["--executor", "submitit", "--cluster", "local", "--workers", "2"],
+}
+
+
+@pytest.fixture(scope="module")
+def swept(data_dir, tiny_model_dir, tmp_path_factory):
+    """One sweep of every swept intervention per executor (a sweep shares its baselines: one run each)."""
+    tmp = tmp_path_factory.mktemp("sweeps")
+    outs, logs = {}, {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp)
+        mp.setenv("GENIES_DATA_DIR", str(data_dir))
+        mp.setenv("GENIES_CACHE_DIR", str(tmp / "cache"))
+        for name, flags in EXECUTOR_FLAGS.items():
+            config = write_sweep(tmp, str(tiny_model_dir), SWEPT, name=name)
+            import contextlib
+            import io
+
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                rc = main(["sweep-run", str(config), *flags])
+            logs[name] = " ".join(err.getvalue().split())
+            assert rc == 0, logs[name]
+            outs[name] = tmp / f"{name}-out" / tiny_model_dir.name
+    return tmp, outs, logs
+
+
 @pytest.mark.parametrize("intervention", SWEPT)
-def test_sweep_tables_are_identical_through_every_executor(use_data_dir, tiny_model_dir, tmp_path, capsys,
-                                                           monkeypatch, intervention):  # fmt: skip
-    monkeypatch.chdir(tmp_path)
-    outs = {}
-    for name, flags in {
-        "local": ["--executor", "local"],
-        "pool": ["--executor", "local", "--workers", "2"],
-        "submitit": ["--executor", "submitit", "--cluster", "local", "--workers", "2"],
-    }.items():
-        config = write_sweep(tmp_path, str(tiny_model_dir), [intervention], name=name)
-        err = _sweep(capsys, config, *flags)
-        assert "evaluations: 0 computed" not in err and "0 failed" in err, err
-        outs[name] = tmp_path / f"{name}-out" / tiny_model_dir.name / intervention
-    ref = outs["local"]
+def test_sweep_tables_are_identical_through_every_executor(swept, intervention):
+    _, outs, logs = swept
+    for name, log in logs.items():
+        assert "evaluations: 0 computed" not in log and " 0 failed" in log, (name, log)
+    ref = outs["local"] / intervention
     assert (ref / "suite.csv").exists()
     for name in ("pool", "submitit"):
-        assert (ref / "suite.csv").read_bytes() == (outs[name] / "suite.csv").read_bytes(), name
-        assert _json_without_time(ref / "suite.json") == _json_without_time(outs[name] / "suite.json"), name
-    # the sweep's table is genies run's table
-    args = ["run", "-i", intervention, "--suite", str(tmp_path / "suite.json"), "--model", str(tiny_model_dir),
-            "--device", "cpu", "--limit", "3", "--no-progress", "--store", str(tmp_path / "local-store"),
-            "--out", str(tmp_path / "run-out")]  # fmt: skip
+        assert (ref / "suite.csv").read_bytes() == (outs[name] / intervention / "suite.csv").read_bytes(), name
+        assert _json_without_time(ref / "suite.json") == _json_without_time(
+            outs[name] / intervention / "suite.json"
+        ), name
+
+
+@pytest.mark.parametrize("intervention", SWEPT)
+def test_a_sweeps_table_is_genies_runs_table(swept, use_data_dir, tiny_model_dir, capsys, monkeypatch, intervention):
+    tmp, outs, _ = swept
+    monkeypatch.chdir(tmp)
+    args = ["run", "-i", intervention, "--suite", str(tmp / "suite.json"), "--model", str(tiny_model_dir),
+            "--device", "cpu", "--limit", "3", "--no-progress", "--store", str(tmp / "local-store"),
+            "--out", str(tmp / f"run-{intervention}")]  # fmt: skip
     for key, value in FAST.get(intervention, {}).items():
         args += ["--set", f"intervention.{key}={json.dumps(value)}"]
     assert main(args) == 0, capsys.readouterr().err
     err = " ".join(capsys.readouterr().err.split())
     assert "evaluations: 0 computed" in err, err  # everything came from the sweep's store
-    assert (tmp_path / "run-out" / "suite.csv").read_bytes() == (ref / "suite.csv").read_bytes()
+    csv = (tmp / f"run-{intervention}" / "suite.csv").read_bytes()
+    assert csv == (outs["local"] / intervention / "suite.csv").read_bytes()
 
 
 def test_a_sweep_shares_nodes_and_dry_run_counts_them(use_data_dir, tiny_model_dir, tmp_path, capsys, monkeypatch):

@@ -48,7 +48,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from genies.errors import ConfigError
 from genies.io import atomic_write_json
 from genies.pipeline.config import load_toml, merge
-from genies.pipeline.executors import Executor, LocalExecutor, NodeOutcome, make_executor, run_graph
+from genies.pipeline.executors import (
+    Executor,
+    LocalExecutor,
+    NodeOutcome,
+    make_executor,
+    run_graph,
+    run_node,
+)
 from genies.pipeline.graph import NODE_KINDS, Graph, Node
 from genies.pipeline.kinds import NodeEnv, RunSpec
 from genies.pipeline.store import ResultStore, StoreCounters
@@ -458,8 +465,34 @@ class SweepOutcome:
     seconds: float
 
 
+class SweepLocalExecutor(LocalExecutor):
+    """The in-process executor for sweeps: any exception of a node is its failure (with the traceback
+    and the lines it logged), not the end of the sweep."""
+
+    def wait(self) -> list[NodeOutcome]:
+        if not self._queue:
+            return []
+        lines: list[str] = []
+        log = self.env.log
+
+        def capture(msg: str) -> None:
+            lines.append(msg)
+            log(msg)
+
+        self.env.log = capture
+        try:
+            out = run_node(self._queue.popleft(), self.env, checked=True, catch_all=True)
+        finally:
+            self.env.log = log
+        if out.status == "failed":
+            out.messages = [*lines, *out.messages]
+        return [out]
+
+
 def build_executor(sweep: PreparedSweep, name: str, env: NodeEnv) -> Executor:
     o = sweep.config.executor
+    if name == "local" and o.workers == 1:
+        return SweepLocalExecutor(env)
     options = {
         "submitit": {**o.submitit.model_dump(), "folder": str(sweep.config.path(o.submitit.folder) or sweep.state_dir / "submitit")},
         "ray": o.ray.model_dump(),
