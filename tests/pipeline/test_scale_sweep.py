@@ -96,14 +96,18 @@ def test_sweep_tables_are_identical_through_every_executor(swept, intervention):
     ref = outs["local"] / intervention
     assert (ref / "suite.csv").exists()
     for name in ("pool", "submitit"):
-        assert (ref / "suite.csv").read_bytes() == (outs[name] / intervention / "suite.csv").read_bytes(), name
+        assert (ref / "suite.csv").read_bytes() == (outs[name] / intervention / "suite.csv").read_bytes(), (
+            name
+        )
         assert _json_without_time(ref / "suite.json") == _json_without_time(
             outs[name] / intervention / "suite.json"
         ), name
 
 
 @pytest.mark.parametrize("intervention", SWEPT)
-def test_a_sweeps_table_is_genies_runs_table(swept, use_data_dir, tiny_model_dir, capsys, monkeypatch, intervention):
+def test_a_sweeps_table_is_genies_runs_table(
+    swept, use_data_dir, tiny_model_dir, capsys, monkeypatch, intervention
+):
     tmp, outs, _ = swept
     monkeypatch.chdir(tmp)
     args = ["run", "-i", intervention, "--suite", str(tmp / "suite.json"), "--model", str(tiny_model_dir),
@@ -118,7 +122,9 @@ def test_a_sweeps_table_is_genies_runs_table(swept, use_data_dir, tiny_model_dir
     assert csv == (outs["local"] / intervention / "suite.csv").read_bytes()
 
 
-def test_a_sweep_shares_nodes_and_dry_run_counts_them(use_data_dir, tiny_model_dir, tmp_path, capsys, monkeypatch):
+def test_a_sweep_shares_nodes_and_dry_run_counts_them(
+    use_data_dir, tiny_model_dir, tmp_path, capsys, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     config = write_sweep(tmp_path, str(tiny_model_dir), ["zero_shot", "few_shot"], name="dedup",
                          extra="[resources.evaluation]\ngpus = 2\nest_seconds = 3600\nest_seconds_per_unit = 0\n")  # fmt: skip
@@ -166,7 +172,8 @@ def test_bad_sweep_configs_are_one_line_errors(tmp_path, capsys):
 
 
 @pytest.mark.skipif(
-    not __import__("importlib").util.find_spec("ray"), reason="Ray is not installed (pip install 'genies[ray]')"
+    not __import__("importlib").util.find_spec("ray"),
+    reason="Ray is not installed (pip install 'genies[ray]')",
 )
 def test_ray_executor_gives_the_local_tables(use_data_dir, tiny_model_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -179,4 +186,20 @@ def test_ray_executor_gives_the_local_tables(use_data_dir, tiny_model_dir, tmp_p
         assert "0 failed" in err, err
         outs[name] = tmp_path / f"{name}-out" / tiny_model_dir.name
     for iv in ("zero_shot", "few_shot"):
-        assert (outs["local"] / iv / "suite.csv").read_bytes() == (outs["ray"] / iv / "suite.csv").read_bytes()
+        assert (outs["local"] / iv / "suite.csv").read_bytes() == (
+            outs["ray"] / iv / "suite.csv"
+        ).read_bytes()
+
+
+def test_the_paper_llama_example_parses_with_per_model_layout():
+    from genies.pipeline.sweep import load_sweep_config, node_resources
+
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load_sweep_config(repo / "examples" / "sweeps" / "paper-llama.toml")
+    models = {m.name.split("/")[-1]: m for m in cfg.model_entries()}
+    assert set(models) == {"open_llama_3b", "llama-7b", "llama-13b", "llama-30b"}
+    assert len(models["llama-30b"].interventions) == 9 and "ccs" not in models["llama-7b"].interventions
+    assert models["llama-7b"].config["lora_fine_tune"]["intervention"]["learning_rate"] == 2e-4
+    assert models["open_llama_3b"].config["lora_fine_tune"]["intervention"]["learning_rate"] == 7.2e-5
+    assert node_resources(cfg, "evaluation", models["llama-30b"])["gpus"] == 4
+    assert node_resources(cfg, "evaluation", models["llama-7b"])["gpus"] == 1

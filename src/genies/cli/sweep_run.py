@@ -60,14 +60,20 @@ def _status_table(status: Any, title: str):
 
 def sweep_run_command(
     config: Path = typer.Argument(..., help="Sweep TOML (see docs/scale-out.md)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (nodes per kind, done, GPU-hours)."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the plan (nodes per kind, done, GPU-hours)."
+    ),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun nodes that failed before."),
-    executor: str | None = typer.Option(None, "--executor", help="local, submitit or ray \\[default: config]."),
+    executor: str | None = typer.Option(
+        None, "--executor", help="local, submitit or ray \\[default: config]."
+    ),
     workers: int | None = typer.Option(None, "--workers", "-w", help="Processes for --executor local."),
     cluster: str | None = typer.Option(None, "--cluster", help="submitit cluster: slurm, local or debug."),
     partition: str | None = typer.Option(None, "--partition", help="Slurm partition."),
     account: str | None = typer.Option(None, "--account", help="Slurm account."),
-    ray_address: str | None = typer.Option(None, "--ray-address", help="Ray cluster address \\[default: local]."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster address \\[default: local]."
+    ),
 ) -> None:
     from rich.console import Console
 
@@ -95,7 +101,7 @@ def sweep_run_command(
     err.print(f"executor: {name}", markup=False)
     result = execute_sweep(sweep, retry_failed=retry_failed, log=lambda m: err.print(m, markup=False))
     err.print(f"store: {result.counters.summary()}", markup=False)
-    for run, csv_path, _ in result.written:
+    for _run, csv_path, _ in result.written:
         err.print(f"wrote {csv_path}", markup=False)
     for run, missing in result.incomplete:
         err.print(f"incomplete: {run.model} / {run.intervention} / {run.suite}: {missing} evaluations missing",

@@ -11,6 +11,7 @@ left pending forever.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,7 +77,9 @@ class RayExecutor:
             if v > have[k]:
                 if k not in self._warned:
                     self._warned.add(k)
-                    self.env.log(f"warning: ray cluster has {k}={have[k]:g}, nodes ask {v:g}; using what it has")
+                    self.env.log(
+                        f"warning: ray cluster has {k}={have[k]:g}, nodes ask {v:g}; using what it has"
+                    )
                 v = have[k] if k != "num_cpus" else max(1.0, have[k])
             if v:
                 out[k] = v
@@ -107,10 +110,8 @@ class RayExecutor:
     def close(self, *, cancel: bool = False) -> None:
         if cancel:
             for ref in list(self._refs):
-                try:
+                with contextlib.suppress(Exception):  # best effort on the way out
                     self.ray.cancel(ref, force=True)
-                except Exception:  # noqa: BLE001 - best effort on the way out
-                    pass
         self._refs.clear()
         if self._started_here and self.ray.is_initialized():
             self.ray.shutdown()

@@ -18,6 +18,7 @@ subprocesses on this machine — what the tests use) or ``debug`` (in this proce
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -185,10 +186,8 @@ class SubmititExecutor:
     def close(self, *, cancel: bool = False) -> None:
         if cancel:
             for job in self._jobs.values():
-                try:
+                with contextlib.suppress(Exception):  # best effort on the way out
                     job.cancel(check=False)
-                except Exception:  # noqa: BLE001 - best effort on the way out
-                    pass
         self._jobs.clear()
         self._buffer.clear()
 

@@ -88,11 +88,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ModelEntry(_Strict):
-    name: str
-    config: dict[str, dict[str, Any]] = Field(default_factory=dict)  # intervention -> role tables
-
-
 class Resources(_Strict):
     gpus: int | None = Field(None, ge=0)
     cpus: int | None = Field(None, ge=1)
@@ -100,6 +95,13 @@ class Resources(_Strict):
     minutes: float | None = Field(None, gt=0)
     est_seconds: float | None = Field(None, ge=0)
     est_seconds_per_unit: float | None = Field(None, ge=0)
+
+
+class ModelEntry(_Strict):
+    name: str
+    interventions: list[str] | None = None  # [default: the sweep's]
+    config: dict[str, dict[str, Any]] = Field(default_factory=dict)  # intervention -> role tables
+    resources: dict[str, Resources] = Field(default_factory=dict)  # per node kind, over the sweep's
 
 
 class SubmititOptions(_Strict):
@@ -172,10 +174,16 @@ class SweepConfig(_Strict):
         return p if p.is_absolute() else Path(self.base_dir) / p
 
 
-def load_sweep_config(path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None) -> SweepConfig:
+def load_sweep_config(
+    path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None
+) -> SweepConfig:
     """Read and validate a sweep TOML (one-line ConfigError on any problem)."""
     raw = merge(load_toml(path), dict(overrides or {}))
-    unknown = sorted(set(raw.get("resources", {})) - {*NODE_KINDS, "default"})
+    tables = [
+        raw.get("resources", {}),
+        *(m.get("resources", {}) for m in raw.get("models", []) if isinstance(m, dict)),
+    ]
+    unknown = sorted({k for t in tables if isinstance(t, dict) for k in t} - {*NODE_KINDS, "default"})
     if unknown:
         raise ConfigError(f"sweep config {path}: unknown node kind [resources.{unknown[0]}]")
     try:
@@ -186,12 +194,14 @@ def load_sweep_config(path: str | os.PathLike[str], overrides: Mapping[str, Any]
         raise ConfigError(f"sweep config {path}: {where}: {err['msg']}") from None
 
 
-def node_resources(cfg: SweepConfig, kind: str) -> dict[str, float]:
+def node_resources(cfg: SweepConfig, kind: str, model: ModelEntry | None = None) -> dict[str, float]:
+    """Defaults, then ``[resources.default]``, ``[resources.KIND]``, then the model's own tables."""
     out = dict(DEFAULT_RESOURCES[kind])
-    for section in ("default", kind):
-        res = cfg.resources.get(section)
-        if res is not None:
-            out.update({k: v for k, v in res.model_dump().items() if v is not None})
+    for tables in (cfg.resources, model.resources if model is not None else {}):
+        for section in ("default", kind):
+            res = tables.get(section)
+            if res is not None:
+                out.update({k: v for k, v in res.model_dump().items() if v is not None})
     return out
 
 
@@ -257,7 +267,7 @@ def prepare_sweep(cfg: SweepConfig, *, warn: Callable[[str], None] | None = None
     graph = Graph()
     try:
         for model in cfg.model_entries():
-            for iv in s.interventions:
+            for iv in model.interventions if model.interventions is not None else s.interventions:
                 tables = merge(cfg.config.get(iv, {}), model.config.get(iv, {}))
                 for suite in s.suites:
                     suite_arg = suite if not suite.lower().endswith(".json") else str(cfg.path(suite))
@@ -282,7 +292,7 @@ def prepare_sweep(cfg: SweepConfig, *, warn: Callable[[str], None] | None = None
                     created += prepared.created
                     runs.append(SweepRun(model.name, iv, suite, prepared))
                     for node in prepared.plan.graph:
-                        res = {**node.resources, **node_resources(cfg, node.kind)}
+                        res = {**node.resources, **node_resources(cfg, node.kind, model)}
                         if not node.resources.get("model"):
                             res["gpus"] = 0
                         graph.add(dataclasses.replace(node, resources=res))
@@ -446,7 +456,9 @@ def sweep_status(sweep: PreparedSweep) -> SweepStatus:
         else:
             status = "pending"
         per_kind[node.kind][status] += 1
-    gpu_h = sum(float(sweep.graph[k].resources.get("gpus", 0)) * estimate_seconds(sweep.graph[k]) for k in todo)
+    gpu_h = sum(
+        float(sweep.graph[k].resources.get("gpus", 0)) * estimate_seconds(sweep.graph[k]) for k in todo
+    )
     return SweepStatus({k: v for k, v in per_kind.items() if v}, todo, failed, gpu_h / 3600)
 
 
