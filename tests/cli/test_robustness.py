@@ -318,6 +318,10 @@ CASES: list[Case] = [
     C("run-suite-non-utf8", "run", "-i", "zero_shot", "--suite", "{bad_json}", *TINY, says="{bad_json}"),
     C("run-suite-is-a-dir", "run", "-i", "zero_shot", "--suite", "{dir}", *TINY, says="suite file not found"),
     C("run-config-is-a-dir", *RUN, "--config", "{dir}", says="cannot read config file"),
+    # --- sweep-run / sweep-status (scale stream)
+    C("sweep-run-config-missing", "sweep-run", "{dir}/missing.toml", says="config file not found"),
+    C("sweep-run-config-is-a-dir", "sweep-run", "{dir}", "--dry-run", says="cannot read config file"),
+    C("sweep-status-config-non-utf8", "sweep-status", "{bad_json}", says="is not UTF-8 text"),
     C("run-config-missing", *RUN, "--config", "{tmp}/nope.toml", says="config file not found"),
     C("run-data-dir-is-a-file", *RUN, "--data-dir", "{file}", says="is a file"),
     C("run-store-is-a-file", *RUN, "--store", "{file}", "--out", "{tmp}/o"),
