@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from pipeline_helpers import BiasIntervention
 from test_scale_sweep import write_sweep
 
@@ -71,7 +70,9 @@ def test_a_failure_is_recorded_the_rest_goes_on_and_retry_reruns_only_it(
     failures = list((tmp_path / "out" / ".sweep" / "failures").glob("*.json"))
     assert failures
     doc = json.loads(failures[0].read_text())
-    assert doc["kind"] == "state" and "flaky fit failed" in doc["error"] and "flaky: about to fail" in doc["log"]
+    assert (
+        doc["kind"] == "state" and "flaky fit failed" in doc["error"] and "flaky: about to fail" in doc["log"]
+    )
 
     assert main(["sweep-status", str(cfg)]) == 0
     out = capsys.readouterr().out
@@ -83,7 +84,9 @@ def test_a_failure_is_recorded_the_rest_goes_on_and_retry_reruns_only_it(
     # a plain rerun does not retry what failed (and computes nothing else: the rest is done)
     assert main(["sweep-run", str(cfg)]) == 1
     err = capsys.readouterr().err
-    assert "skipped (failed before)" in err and _counters(err)["eval_c"] == 0 and _counters(err)["state_c"] == 0
+    assert (
+        "skipped (failed before)" in err and _counters(err)["eval_c"] == 0 and _counters(err)["state_c"] == 0
+    )
 
     monkeypatch.delenv(FLAKY_ENV)  # the "fix"
     assert main(["sweep-run", str(cfg), "--retry-failed"]) == 0
@@ -105,7 +108,11 @@ def _sweep_subprocess(args: list[str], data_dir: Path, cwd: Path) -> subprocess.
 
 
 def _evaluation_files(store: Path) -> set[str]:
-    return {f.stem for f in (store / "evaluations").rglob("*.json")} if (store / "evaluations").exists() else set()
+    return (
+        {f.stem for f in (store / "evaluations").rglob("*.json")}
+        if (store / "evaluations").exists()
+        else set()
+    )
 
 
 def test_killed_midway_the_rerun_finishes_only_the_missing_nodes(data_dir, tiny_model_dir, tmp_path):

@@ -93,7 +93,12 @@ class SubmititExecutor:
     def __init__(self, env: NodeEnv, options: Mapping[str, Any]) -> None:
         self.env = env
         self.options = dict(options)
-        folder = Path(self.options.get("folder") or Path(env.spec.store) / "submitit")
+        if self.options.get("folder"):
+            folder = Path(self.options["folder"])
+        else:  # genies run: job logs and pickles beside the caches, not inside the result store
+            from genies.paths import cache_dir
+
+            folder = cache_dir() / "submitit"
         cluster = self.options.get("cluster")
         if cluster not in (None, "slurm", "local", "debug"):
             raise ConfigError(f"--cluster must be slurm, local or debug (got {cluster!r})")
