@@ -148,8 +148,6 @@ def test_two_processes_fitting_the_same_state_fit_it_once(toy, tiny_model_dir, t
     [
         (["--workers", "0"], "--workers must be at least 1 (got 0)"),
         (["--workers", "-1"], "--workers must be at least 1 (got -1)"),
-        (["--executor", "ray"], "executor 'ray' is not available in this version of genies"),
-        (["--executor", "submitit"], "executor 'submitit' is not available"),
         (["--executor", "lokal"], "unknown executor 'lokal'; did you mean 'local'"),
     ],
 )
