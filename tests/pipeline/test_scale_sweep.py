@@ -203,3 +203,24 @@ def test_the_paper_llama_example_parses_with_per_model_layout():
     assert models["open_llama_3b"].config["lora_fine_tune"]["intervention"]["learning_rate"] == 7.2e-5
     assert node_resources(cfg, "evaluation", models["llama-30b"])["gpus"] == 4
     assert node_resources(cfg, "evaluation", models["llama-7b"])["gpus"] == 1
+
+
+@pytest.mark.parametrize("executor", ["submitit", "ray"])
+def test_genies_run_takes_the_remote_executors(use_data_dir, tiny_model_dir, tmp_path, capsys, executor):
+    """`genies run --executor submitit|ray` (submitit: local jobs where there is no Slurm) = local."""
+    if executor == "ray" and not __import__("importlib").util.find_spec("ray"):
+        pytest.skip("Ray is not installed (pip install 'genies[ray]')")
+    if executor == "submitit" and __import__("shutil").which("sbatch"):
+        pytest.skip("sbatch is on PATH: submitit would submit to a real Slurm cluster")
+    suite = tmp_path / "one.json"
+    suite.write_text(json.dumps(TINY_SUITE[:1]))
+    csvs = []
+    for name in ("local", executor):
+        args = ["run", "-i", "zero_shot", "--suite", str(suite), "--model", str(tiny_model_dir), "--device", "cpu",
+                "--limit", "2", "--no-progress", "--store", str(tmp_path / f"s-{name}"),
+                "--out", str(tmp_path / f"o-{name}"), "--executor", name]  # fmt: skip
+        assert main(args) == 0, capsys.readouterr().err
+        err = " ".join(capsys.readouterr().err.split())
+        assert "evaluations: 0 computed" not in err, err  # the remote workers' counters came back
+        csvs.append((tmp_path / f"o-{name}" / "one.csv").read_bytes())
+    assert csvs[0] == csvs[1]
