@@ -64,7 +64,7 @@ def test_demo_end_to_end_budget_rerun_and_outputs(tiny_model_dir, tmp_path, monk
     err = _flat(stderr)
     assert "skip no_such_method on synthetic: not registered in this build" in err
     assert "skip few_shot on synthetic: needs ~" in err and "raise --budget" in err
-    assert "official data not in the store: the real-data step is skipped" in err
+    assert "real-data step skipped: official data not in the store" in err
     zs = json.loads((out / "synthetic" / "zero_shot" / "synthetic.json").read_text())
     assert {(r["source"], r["target"]) for r in zs["rows"]} == set(syn.SHIFT_NOTES)
     assert not (out / "synthetic" / "few_shot").exists()  # a skipped run leaves no folder behind

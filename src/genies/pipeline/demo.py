@@ -261,13 +261,20 @@ class Demo:
             step.note = f"{len(res.ids)} distributions, {res.train_size} train / {res.test_size} test each"
             self.say(f"{step.note}, seed {res.seed}, in {res.data_dir}")
 
-    def import_official(self) -> bool:
-        """Import ``data_source`` when the real suite is not in the store yet; whether it is now."""
+    def import_official(self) -> str | None:
+        """Make the real suite's data ready (importing ``data_source`` when it is not in the store
+        yet); None when it is ready, else why the real-data step is skipped."""
         if official_data_ready(self.o.data_dir):
-            return True
+            return None
         src = data_source(self.o)
         if not src:
-            return False
+            return (
+                f"official data not in the store (set {DATA_SOURCE_ENV} to a release tarball, "
+                "or run `genies data import PATH`)"
+            )
+        if self.left() <= 0:
+            self.steps.append(Step("import official data", "skipped", note="the budget is spent"))
+            return f"the budget is spent; {src} was not imported"
         from genies.data.store import import_data
 
         self.header(f"importing the official data from {src}")
@@ -276,11 +283,12 @@ class Demo:
                 res = import_data(src, data_dir=self.o.data_dir)
             except GeniesError as exc:
                 step.status, step.note = "failed", str(exc)
-                self.say(f"cannot import {src}: {exc}; the real-data step is skipped")
-                return False
+                return f"cannot import {src}: {exc}"
             step.note = f"{len(res.distributions)} distributions"
             self.say(f"imported {step.note}")
-        return official_data_ready(self.o.data_dir)
+        if not official_data_ready(self.o.data_dir):
+            return f"{src} has no `{REAL_SUITE}` suite distributions"
+        return None
 
     def estimate(self, name: str, pairs: int) -> float:
         rate = self.seconds_per_pair if self.seconds_per_pair is not None else DEFAULT_SECONDS_PER_PAIR
@@ -367,13 +375,11 @@ class Demo:
             self.steps.append(
                 Step("other interventions", "absent", note=f"{UNREGISTERED}: {', '.join(unregistered)}")
             )
-        if self.import_official():
+        why = self.import_official()
+        if why is None:
             self.run_one("zero_shot", REAL_SUITE, self.o.real_limit)
         else:
-            self.say(
-                f"official data not in the store: the real-data step is skipped (set {DATA_SOURCE_ENV} "
-                "to a release tarball, or run `genies data import PATH`)"
-            )
+            self.say(f"real-data step skipped: {why}")
         report = self.results()
         outcome = DemoOutcome(self.steps, self.o.out, report, self.elapsed())
         self.timings()
