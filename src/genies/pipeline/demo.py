@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from genies.errors import GeniesError
+from genies.errors import GeniesError, InterruptedRun
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -48,6 +48,8 @@ REPORT_NAME = "demo-report.html"
 # A first guess of CPU seconds per scored pair (SmolLM2, 2 shared cores), used only when the first
 # run computed nothing (everything cached) and so measured no rate.
 DEFAULT_SECONDS_PER_PAIR = 0.08
+# The real `test` suite's texts (us_history_*) are several times longer than the synthetic ones.
+REAL_TEXT_COST = 5.0
 
 
 @dataclass(frozen=True)
@@ -290,9 +292,10 @@ class Demo:
             return f"{src} has no `{REAL_SUITE}` suite distributions"
         return None
 
-    def estimate(self, name: str, pairs: int) -> float:
+    def estimate(self, name: str, suite: str, pairs: int) -> float:
         rate = self.seconds_per_pair if self.seconds_per_pair is not None else DEFAULT_SECONDS_PER_PAIR
-        return pairs * rate * DEMO_CONFIGS.get(name, DemoConfig()).cost
+        scale = 1.0 if suite == SYNTH_SUITE else REAL_TEXT_COST
+        return pairs * rate * scale * DEMO_CONFIGS.get(name, DemoConfig()).cost
 
     def run_one(self, name: str, suite: str, limit: int | None) -> Step | None:
         """``genies run -i NAME --suite SUITE --limit N`` through run_suite, budget permitting."""
@@ -331,7 +334,7 @@ class Demo:
                 return step
             todo = [n for n in prepared.plan.evaluations if prepared.store.load_evaluation(n.key) is None]
             pairs = sum(int(n.resources.get("units", 0)) for n in todo)
-            est = self.estimate(name, pairs)
+            est = self.estimate(name, suite, pairs)
             if self.steps_run() and est > self.left():
                 remove_empty(prepared.created)
                 step.status = "skipped"
@@ -343,6 +346,9 @@ class Demo:
             start = time.perf_counter()
             try:
                 outcome = execute(prepared, console=self.console)
+            except InterruptedRun:  # Ctrl-C ends the demo (finished work is in the store)
+                remove_empty(prepared.created)
+                raise
             except GeniesError as exc:
                 remove_empty(prepared.created)
                 step.status, step.note = "failed", str(exc)
