@@ -301,6 +301,9 @@ CASES: list[Case] = [
     C("browse-empty-data-dir", "browse", "--data-dir", "{dir}", says="no distributions"),
     C("browse-port-out-of-range", "browse", "--port", "99999", says="--port must be between"),
     C("browse-port-not-a-number", "browse", "--port", "x", exit=2, says="Invalid value"),
+    # --- demo (each fails before anything is generated or run)
+    C("demo-unknown-model", "demo", "--model", "{tmp}/no-model", "--no-progress", says="does not exist", status=True),
+    C("demo-budget-negative", "demo", "--budget", "-1", exit=2, says="Invalid value"),
     C("browse-results-is-a-file", "browse", "--results", "{file}", says="is not a folder"),
     # --- evaluate
     C("evaluate-no-options", "evaluate", "-i", "zero_shot", exit=2, says="Missing option"),
