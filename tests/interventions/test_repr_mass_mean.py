@@ -6,11 +6,11 @@ import dataclasses
 
 import numpy as np
 import pytest
+from repr_helpers import PLANT_HEAD, PLANT_LAYER, PlantedContext, accuracy, make_split
 
 from genies.api.intervention import InterventionState
 from genies.errors import ConfigError, StoreError
 from genies.interventions.registry import get_intervention
-from repr_helpers import PLANT_HEAD, PLANT_LAYER, PlantedContext, accuracy, make_split
 
 MASS_MEAN = ["mms", "lat_stim_1", "lat_stim_2", "cra"]
 
@@ -47,7 +47,9 @@ def test_batch_and_order_invariance(name):
     order = np.random.default_rng(0).permutation(len(pairs))
     shuffled = iv.score_pairs(ctx, state, [pairs[i] for i in order], cfg).p_correct
     np.testing.assert_allclose(shuffled, whole[order], atol=1e-5)
-    pieces = np.concatenate([iv.score_pairs(ctx, state, pairs[i : i + 7], cfg).p_correct for i in range(0, len(pairs), 7)])
+    pieces = np.concatenate(
+        [iv.score_pairs(ctx, state, pairs[i : i + 7], cfg).p_correct for i in range(0, len(pairs), 7)]
+    )
     np.testing.assert_allclose(pieces, whole, atol=1e-5)
     swapped = [dataclasses.replace(p, correct=p.incorrect, incorrect=p.correct) for p in pairs]
     np.testing.assert_allclose(iv.score_pairs(ctx, state, swapped, cfg).p_correct, 1 - whole, atol=1e-5)
@@ -73,16 +75,22 @@ def test_default_count_is_capped_and_explicit_excess_is_an_error():
     assert any("using all" in m for m in ctx.logs)
     _, _, _, state = _fit("mms", num_intervention_heads=3)
     assert len(state.meta["selected"]) == 3
-    with pytest.raises(ConfigError, match="num_intervention_heads=13 is more than the model's 12 attention heads"):
+    with pytest.raises(
+        ConfigError, match="num_intervention_heads=13 is more than the model's 12 attention heads"
+    ):
         _fit("mms", num_intervention_heads=13)
-    with pytest.raises(ConfigError, match="num_intervention_hidden_states=5 is more than the model's 4 layers"):
+    with pytest.raises(
+        ConfigError, match="num_intervention_hidden_states=5 is more than the model's 4 layers"
+    ):
         _fit("lat_stim_1", num_intervention_hidden_states=5)
 
 
 def test_corrupt_or_foreign_state_is_a_store_error(tmp_path):
     iv, cfg, ctx, state = _fit("mms")
     pairs = make_split(3, offset=9, name="test").to_pairs("all")
-    bad = InterventionState(meta=dict(state.meta), tensors={k: v for k, v in state.tensors.items() if k != "directions"})
+    bad = InterventionState(
+        meta=dict(state.meta), tensors={k: v for k, v in state.tensors.items() if k != "directions"}
+    )
     with pytest.raises(StoreError, match="missing directions"):
         iv.score_pairs(ctx, bad, pairs, cfg)
     _, _, _, lat_state = _fit("lat_stim_1")

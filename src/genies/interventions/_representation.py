@@ -56,7 +56,9 @@ YES_TEMPLATE = "{prompt}{response}" + _QUESTION + "Yes"
 #: CRA's "No" continuation, and CCS's in pairwise mode (the space after ``###`` restored, §5.14).
 NO_TEMPLATE = "{prompt}{response}" + _QUESTION + "No"
 #: CCS's "No" continuation as upstream wrote it (no space after ``###``), used by ``mode="upstream"``.
-NO_TEMPLATE_CCS_UPSTREAM = "{prompt}{response}\n\n###Does the responder successfully follow the instruction?\nNo"
+NO_TEMPLATE_CCS_UPSTREAM = (
+    "{prompt}{response}\n\n###Does the responder successfully follow the instruction?\nNo"
+)
 
 
 def activation_requirements(sites: tuple[str, ...], templates: Sequence[str | None]) -> Requirements:
@@ -126,6 +128,20 @@ def sigmoid(x: np.ndarray | float) -> np.ndarray:
     from scipy.special import expit
 
     return expit(np.asarray(x, dtype=np.float64))
+
+
+def pair_scale(delta: np.ndarray) -> float:
+    """``a`` of ``p = sigmoid(a·Δ)``: a no-intercept logistic fit on ±Δ (labels 1 / 0)."""
+    from sklearn.linear_model import LogisticRegression
+
+    if not np.any(delta != 0):
+        return 0.0
+    x = np.r_[delta, -delta][:, None]
+    y = np.r_[np.ones(len(delta)), np.zeros(len(delta))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = LogisticRegression(fit_intercept=False, max_iter=1000).fit(x, y)
+    return float(clf.coef_[0, 0])
 
 
 # ---------------------------------------------------------------- per-unit logistic probes
@@ -203,8 +219,10 @@ def resolve_k(cfg: InterventionConfig, field: str, n_units: int, what: str, ctx:
     count (a tiny model has fewer than 16 heads); an explicit value above the model's is an error."""
     k = getattr(cfg, field)
     if k is None:
-        if DEFAULT_UNITS > n_units:
-            ctx.log(f"{field}: upstream's {DEFAULT_UNITS} is more than the model's {n_units} {what}; using all")
+        if n_units < DEFAULT_UNITS:
+            ctx.log(
+                f"{field}: upstream's {DEFAULT_UNITS} is more than the model's {n_units} {what}; using all"
+            )
         return min(DEFAULT_UNITS, n_units)
     if int(k) > n_units:
         raise ConfigError(f"{field}={k} is more than the model's {n_units} {what}")
@@ -264,7 +282,9 @@ def mass_mean_p_correct(
     return 0.5 * (p1 + 1.0 - p2), x
 
 
-def mass_mean_state(name: str, fit: MassMeanFit, meta: dict[str, Any], unit_names: list[Any]) -> InterventionState:
+def mass_mean_state(
+    name: str, fit: MassMeanFit, meta: dict[str, Any], unit_names: list[Any]
+) -> InterventionState:
     """The state of a mass-mean method: tensors + JSON meta with the chosen units and their accuracies."""
     import torch
 
@@ -298,7 +318,16 @@ def check_state(name: str, state: InterventionState, tensors: Sequence[str], met
 
 def selected_info(state: InterventionState) -> dict[str, Any]:
     """What an evaluation's ``info`` says about the state: chosen units and their probe accuracies."""
-    keys = ("site", "template_name", "selected", "calibrator", "layer", "layer_accuracy", "mode", "n_train_pairs")
+    keys = (
+        "site",
+        "template_name",
+        "selected",
+        "calibrator",
+        "layer",
+        "layer_accuracy",
+        "mode",
+        "n_train_pairs",
+    )
     return {k: state.meta[k] for k in keys if k in state.meta}
 
 
@@ -335,7 +364,9 @@ class MassMeanIntervention(Intervention):
     def requirements(self, config: InterventionConfig) -> Requirements:
         return activation_requirements((self.site,), self.templates)
 
-    def features(self, ctx: InterventionContext, pairs: Sequence[Pair], cfg: Any) -> tuple[np.ndarray, np.ndarray]:
+    def features(
+        self, ctx: InterventionContext, pairs: Sequence[Pair], cfg: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
         return pair_features(ctx, pairs, self.site, self.templates[0])
 
     def _unit_shape(self, ctx: InterventionContext, pairs: Sequence[Pair], n_units: int) -> tuple[int, ...]:
@@ -356,11 +387,17 @@ class MassMeanIntervention(Intervention):
         meta = {"site": self.site, "template_name": self.template_name, "unit_shape": list(shape)}
         state = mass_mean_state(self.name, fit, meta, unit_names(self.site, shape))
         best = state.meta["selected"][0]
-        ctx.log(f"{self.name}: {k} units chosen; best {best['unit']} (val accuracy {best['probe_accuracy']:.3f})")
+        ctx.log(
+            f"{self.name}: {k} units chosen; best {best['unit']} (val accuracy {best['probe_accuracy']:.3f})"
+        )
         return state
 
     def score_pairs(
-        self, ctx: InterventionContext, state: InterventionState, pairs: Sequence[Pair], config: InterventionConfig
+        self,
+        ctx: InterventionContext,
+        state: InterventionState,
+        pairs: Sequence[Pair],
+        config: InterventionConfig,
     ) -> ScoredPairs:
         cfg = self.check_config(config)
         check_state(self.name, state, ("units", "directions", "probe_accuracy"), ("calibrator", "selected"))
@@ -373,6 +410,11 @@ class MassMeanIntervention(Intervention):
             raise StoreError(f"the {self.name} state does not match these activations' shapes")
         cal = state.meta["calibrator"]
         p, _ = mass_mean_p_correct(
-            pos[:, units], neg[:, units], directions, float(cal["coef"]), float(cal["intercept"]), bool(cal["fitted"])
+            pos[:, units],
+            neg[:, units],
+            directions,
+            float(cal["coef"]),
+            float(cal["intercept"]),
+            bool(cal["fitted"]),
         )
         return ScoredPairs([q.id for q in pairs], np.clip(p, 0.0, 1.0), info=selected_info(state))
