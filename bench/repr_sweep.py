@@ -92,8 +92,17 @@ def _run(name: str, suite: Path, store: Path, out: Path, args, limit: int) -> tu
     sets = ("intervention.num_epochs=1000",) if name == "ccs" else ()
     t0 = time.perf_counter()
     outcome = run_suite(
-        RunOptions(intervention=name, suite=str(suite), model=args.model, limit=limit, store=str(store),
-                   out=str(out / name), device="cpu", progress=False, sets=sets)  # fmt: skip
+        RunOptions(
+            intervention=name,
+            suite=str(suite),
+            model=args.model,
+            limit=limit,
+            store=str(store),
+            out=str(out / name),
+            device="cpu",
+            progress=False,
+            sets=sets,
+        )  # fmt: skip
     )
     return outcome, time.perf_counter() - t0
 
@@ -108,13 +117,22 @@ def sweep(args, tmp: Path, suite: Path) -> dict[str, Any]:
             "wall_s": round(wall, 1),
             "counters": outcome.counters.as_dict(),
             "shifts": [
-                {"source": r.source, "target": r.target, "source_ID_accuracy": r.source_ID_accuracy,
-                 "generalization_accuracy": r.generalization_accuracy, "baseline_accuracy": r.baseline_accuracy,
-                 "target_tuned_capability": r.target_tuned_capability}  # fmt: skip
+                {
+                    "source": r.source,
+                    "target": r.target,
+                    "source_ID_accuracy": r.source_ID_accuracy,
+                    "generalization_accuracy": r.generalization_accuracy,
+                    "baseline_accuracy": r.baseline_accuracy,
+                    "target_tuned_capability": r.target_tuned_capability,
+                }  # fmt: skip
                 for r in outcome.result.rows
             ],
         }
         print(f"{name}: {wall:.0f} s, {json.dumps(rows[name]['shifts'])}", flush=True)
+        print(
+            f"  tokens so far: engine {meter.engine_tokens}, upstream design {meter.upstream_tokens}",
+            flush=True,
+        )
     return {
         "methods": rows,
         "engine_tokens": meter.engine_tokens,
@@ -136,7 +154,11 @@ def wall(args, tmp: Path, suite: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         for name in WALL_METHODS:
             _run(name, suite, tmp / f"wall-{mode}", tmp / f"wall-out-{mode}", args, args.wall_limit)
-        out[mode] = {"wall_s": round(time.perf_counter() - t0, 1), "load_before": load, "load_after": os.getloadavg()}
+        out[mode] = {
+            "wall_s": round(time.perf_counter() - t0, 1),
+            "load_before": load,
+            "load_after": os.getloadavg(),
+        }
         print(f"{mode}: {out[mode]['wall_s']} s", flush=True)
     out["ratio"] = round(out["uncached"]["wall_s"] / out["cached"]["wall_s"], 2)
     return out
