@@ -164,17 +164,82 @@ def wall(args, tmp: Path, suite: Path) -> dict[str, Any]:
     return out
 
 
+def count_planned(args, tmp: Path, suite: Path, limit: int) -> dict[str, Any]:
+    """Forward tokens from the plans alone (tokenizer only, no model): the cached design embeds each
+    distinct (template, text) of every ``activations`` node once; the upstream design embeds, for
+    every fit and every evaluation of every method, each pair's two texts under each template it
+    reads, one sequence at a time (the correct response again for every pair)."""
+    from genies.data import load_distribution
+    from genies.models.lengths import encode_texts
+    from genies.models.loading import load_tokenizer
+    from genies.pipeline.nodes import activation_texts, select_pairs
+    from genies.pipeline.suite import RunOptions, prepare_run
+
+    tok = load_tokenizer(args.model)
+    dists: dict[str, Any] = {}
+    length: dict[tuple[Any, tuple[str, str]], int] = {}
+
+    def tokens(texts, template) -> list[int]:
+        todo = [t for t in texts if (template, t) not in length]
+        for t, ids in zip(todo, encode_texts(tok, todo, template), strict=True):
+            length[(template, t)] = len(ids)
+        return [length[(template, t)] for t in texts]
+
+    cached: set[tuple[Any, tuple[str, str]]] = set()
+    upstream = 0
+    per_method = {}
+    for name in METHODS:
+        prepared = prepare_run(RunOptions(intervention=name, suite=str(suite), model=args.model, limit=limit,
+                                          store=str(tmp / "count-store"), out=str(tmp / "count-out" / name),
+                                          device="cpu", progress=False))  # fmt: skip
+        graph = prepared.plan.graph
+        mine = 0
+        for node in graph:
+            if node.kind not in ("state", "evaluation"):
+                continue
+            inputs = node.inputs["state"] if node.kind == "evaluation" else node.inputs
+            if inputs["intervention"] != name:
+                continue
+            for dep in node.deps:
+                act = graph[dep]
+                if act.kind != "activations":
+                    continue
+                dist_id = act.inputs["data"]["distribution"]
+                dist = dists.setdefault(dist_id, load_distribution(dist_id))
+                template = act.inputs["spec"]["template"]
+                texts = activation_texts(dist, act.inputs)
+                cached.update((template, t) for t in texts)
+                if node.kind == "evaluation":
+                    pairs = select_pairs(dist, node.inputs["eval"])
+                    texts = [t for p in pairs for t in ((p.prompt, p.correct), (p.prompt, p.incorrect))]
+                mine += sum(tokens(texts, template))
+        per_method[name] = mine
+        upstream += mine
+    distinct = sum(length[k] for k in cached)
+    return {"upstream_tokens": upstream, "per_method": per_method, "cached_distinct_text_tokens": distinct,
+            "ratio": round(upstream / max(distinct, 1), 2)}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--limit", type=int, default=20)
     ap.add_argument("--wall-limit", type=int, default=8)
     ap.add_argument("--skip-wall", action="store_true")
+    ap.add_argument("--count-only", action="store_true", help="Only count planned forward tokens (no model).")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="genies-repr-bench-") as d:
         tmp = Path(d)
         suite = tmp / "suite.json"
         suite.write_text(json.dumps(SHIFTS), encoding="utf-8")
+        if args.count_only:
+            counted = count_planned(args, tmp, suite, args.limit)
+            dest = HERE / "results" / f"repr_sweep-count-{args.limit}.json"
+            dest.write_text(
+                json.dumps({"model": args.model, "limit": args.limit, "shifts": SHIFTS, **counted}, indent=1)
+            )
+            print(json.dumps(counted), f"wrote {dest}")
+            return
         t0 = time.perf_counter()
         result: dict[str, Any] = {"model": args.model, "limit": args.limit, "shifts": SHIFTS,
                                   "cpu_count": os.cpu_count(), "sweep": sweep(args, tmp, suite)}  # fmt: skip
