@@ -24,7 +24,9 @@ def make_split(n: int, *, offset: int = 0, n_responses: int = 2, name: str = "tr
     examples = []
     for i in range(n):
         k = i + offset
-        responses = [(f"good answer {k}", 1.0)] + [(f"bad answer {k}.{j}", 0.0) for j in range(n_responses - 1)]
+        responses = [(f"good answer {k}", 1.0)] + [
+            (f"bad answer {k}.{j}", 0.0) for j in range(n_responses - 1)
+        ]
         examples.append(Example(prompt=f"Question {k}?\n", responses=tuple(responses), index=i))
     return Split(name, examples, "planted")
 

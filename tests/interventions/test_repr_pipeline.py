@@ -73,5 +73,7 @@ def test_every_method_runs_and_later_methods_reuse_the_cache(env):
 def test_explicit_head_count_above_the_model_is_one_clear_error(env):
     from genies.errors import GeniesError
 
-    with pytest.raises(GeniesError, match=r"num_intervention_heads=99 is more than the model's 8 attention heads"):
+    with pytest.raises(
+        GeniesError, match=r"num_intervention_heads=99 is more than the model's 8 attention heads"
+    ):
         _run(env, "mms", ("intervention.num_intervention_heads=99",))
