@@ -184,7 +184,7 @@ class InterventionState:
             names = doc["tensors"]
             meta = doc["meta"]
             tensors = load_file(str(directory / cls.TENSOR_FILE)) if names else {}
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError on bad bytes
             raise StoreError(f"corrupt intervention state in {directory}: {exc}") from exc
         if not isinstance(meta, dict) or sorted(tensors) != sorted(names):
             raise StoreError(f"corrupt intervention state in {directory}: tensor names do not match")

@@ -19,7 +19,16 @@ from genies.errors import GeniesError, UnknownNameError
 
 _REGISTRY: dict[str, type[Intervention]] = {}
 _FAILED: dict[str, str] = {}  # entry-point name → why it did not load
-_BUILTIN_MODULES = ("genies.interventions.zero_shot", "genies.interventions.few_shot")
+_BUILTIN_MODULES = (
+    "genies.interventions.zero_shot",
+    "genies.interventions.few_shot",
+    "genies.interventions.mms",
+    "genies.interventions.lat",
+    "genies.interventions.cra",
+    "genies.interventions.ccs",
+    "genies.interventions.lat_pca",
+    "genies.interventions.linear_probe",
+)
 ENTRY_POINT_GROUP = "genies.interventions"
 _loaded = False
 
