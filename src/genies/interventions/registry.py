@@ -19,7 +19,15 @@ from genies.errors import GeniesError, UnknownNameError
 
 _REGISTRY: dict[str, type[Intervention]] = {}
 _FAILED: dict[str, str] = {}  # entry-point name → why it did not load
-_BUILTIN_MODULES = ("genies.interventions.zero_shot", "genies.interventions.few_shot")
+_BUILTIN_MODULES = (
+    "genies.interventions.zero_shot",
+    "genies.interventions.few_shot",
+    "genies.interventions.lora_fine_tune",
+    "genies.interventions.prompt_tuning",
+    "genies.interventions.full_fine_tune",
+    "genies.interventions.random_baseline",
+    "genies.interventions.human_eval",
+)
 ENTRY_POINT_GROUP = "genies.interventions"
 _loaded = False
 
