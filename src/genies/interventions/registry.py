@@ -27,6 +27,7 @@ _BUILTIN_MODULES = (
     "genies.interventions.full_fine_tune",
     "genies.interventions.random_baseline",
     "genies.interventions.human_eval",
+    "genies.interventions.upstream_dir",
 )
 ENTRY_POINT_GROUP = "genies.interventions"
 _loaded = False
