@@ -60,7 +60,10 @@ def main() -> None:
     t0 = time.perf_counter()
     z = zs.score_pairs(ctx, zs.fit(ctx, train, zcfg), pairs, zcfg)
     zero_s = time.perf_counter() - t0
-    print(f"zero_shot accuracy {summarize(z.p_correct)['accuracy']:.4f} on {len(pairs)} pairs ({zero_s:.0f}s)", flush=True)
+    print(
+        f"zero_shot accuracy {summarize(z.p_correct)['accuracy']:.4f} on {len(pairs)} pairs ({zero_s:.0f}s)",
+        flush=True,
+    )
     it = get_intervention(args.intervention)
     values = {"num_train_steps": args.steps, "batch_size": args.batch}
     if args.lr is not None:
