@@ -267,6 +267,10 @@ def train_reward_model(
         window = [tuple(w) for w in meta.get("window", [])]
         result.resumed_from = start
         ctx.log(f"{what}: resuming from step {start} of {settings.num_train_steps}")
+    # the JSONL log holds exactly the entries of the steps the weights have seen (a kill between a log
+    # line and the next checkpoint would otherwise leave lines that the resumed run writes again)
+    log_path = ctx.checkpoint_dir / LOG_FILE
+    log_path.write_text("".join(json.dumps(e) + "\n" for e in result.log), encoding="utf-8")
     perms = _Perms(len(encoded), _u64(ctx.seed, "reward-batches"))
     t0 = time.perf_counter()
     with ctx.progress(settings.num_train_steps, what) as advance:
@@ -299,7 +303,7 @@ def train_reward_model(
                 }
                 result.log.append(entry)
                 window = []
-                _append_jsonl(ctx.checkpoint_dir / LOG_FILE, entry)
+                _append_jsonl(log_path, entry)
             if done % settings.checkpoint_every == 0 and done < settings.num_train_steps:
                 meta = {"fingerprint": fingerprint, "step": done, "log": result.log, "window": window}
                 _save_checkpoint(ckpt, params, opt, names, meta)
