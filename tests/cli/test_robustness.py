@@ -313,6 +313,9 @@ CASES: list[Case] = [
     C("evaluate-data-dir-is-a-file", *EVAL, "-d", "toy_a", "--data-dir", "{file}", says="is a file"),
     C("evaluate-model-is-an-empty-dir", "evaluate", "-i", "zero_shot", "-m", "{dir}", "-d", "toy_a", "--device", "cpu", says="has no config.json", status=True),
     C("evaluate-bool-for-int", *EVAL, "-d", "toy_a", "-i", "few_shot", "--set", "num_shots=true", says="num_shots"),
+    # --- sweep (tune stream)
+    C("sweep-bad-grid", "sweep", "-i", "random", "-d", "toy_a", "--grid", "mode", says="bad --grid"),
+    C("sweep-unknown-key", "sweep", "-i", "random", "-d", "toy_a", "--grid", "lr=1,2", says="no config key"),
     # --- run: names, types, files
     C("run-unknown-intervention", *RUN, "-i", "zero_shoot", says="did you mean 'zero_shot'"),
     C("run-limit-not-a-number", *RUN, "--limit", "x", exit=2, says="Invalid value"),

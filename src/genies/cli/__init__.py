@@ -43,7 +43,7 @@ def _root(
 
 
 def _register() -> None:
-    from genies.cli import browse, data, demo, evaluate, models, results, run, shifts, sweep_run
+    from genies.cli import browse, data, demo, evaluate, models, results, run, shifts, sweep, sweep_run
 
     app.add_typer(data.app, name="data", help="Import, list, show and validate GENIES distributions.")
     app.add_typer(shifts.app, name="shifts", help="List distribution shifts and suites.")
@@ -54,6 +54,7 @@ def _register() -> None:
     browse.register(app)
     sweep_run.register(app)
     demo.register(app)
+    sweep.register(app)
 
 
 _register()

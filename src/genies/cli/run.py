@@ -125,6 +125,14 @@ def run_command(
     from genies.pipeline.suite import RunOptions, run_suite
 
     err = Console(stderr=True, highlight=False)
+    if "/" in intervention or intervention in (".", ".."):  # an upstream-style directory (tune stream)
+        import json as _json
+
+        from genies.interventions.upstream_dir import upstream_config_values
+
+        values = upstream_config_values(intervention)
+        sets = [*(f"intervention.{k}={_json.dumps(v)}" for k, v in values.items()), *sets]
+        intervention = "upstream_dir"
     options = RunOptions(
         intervention=intervention,
         suite=suite,

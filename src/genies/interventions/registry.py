@@ -28,6 +28,12 @@ _BUILTIN_MODULES = (
     "genies.interventions.ccs",
     "genies.interventions.lat_pca",
     "genies.interventions.linear_probe",
+    "genies.interventions.lora_fine_tune",
+    "genies.interventions.prompt_tuning",
+    "genies.interventions.full_fine_tune",
+    "genies.interventions.random_baseline",
+    "genies.interventions.human_eval",
+    "genies.interventions.upstream_dir",
 )
 ENTRY_POINT_GROUP = "genies.interventions"
 _loaded = False

@@ -41,6 +41,18 @@ if TYPE_CHECKING:
     from genies.models.loading import LoadedModel
 
 
+def _plugin_call(iv: Any, what: str, fn: Any, *args: Any) -> Any:
+    """Call an intervention's ``fit`` / ``score_pairs``; a plug-in's own exception (not a GeniesError)
+    becomes one GeniesError line naming the intervention, instead of a traceback (tune stream)."""
+    try:
+        return fn(*args)
+    except GeniesError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - third-party code: report it, never crash the run
+        text = " ".join(str(exc).split())[:500] or type(exc).__name__
+        raise GeniesError(f"intervention {iv.name!r} failed in {what}: {type(exc).__name__}: {text}") from exc
+
+
 class DependencyInvalid(GeniesError):
     """A node found one of its dependencies missing or unusable; the dependency must be recomputed."""
 
@@ -219,7 +231,7 @@ class StateKind:
         if needs_model:
             env.log(f"fitting {node.label} ({len(train)} training examples)…")
         t0 = time.perf_counter()
-        state = iv.fit(ctx, train, cfg)
+        state = _plugin_call(iv, "fit", iv.fit, ctx, train, cfg)
         fit_s = time.perf_counter() - t0
         generation = env.spec.write_generation([])
         env.store.save_state(
@@ -265,7 +277,7 @@ class EvaluationKind:
         ctx = env.context(node, inputs["state"]["seed"], inputs["state"]["model"])
         t0 = time.perf_counter()
         try:
-            scored = iv.score_pairs(ctx, stored.state, pairs, cfg)
+            scored = _plugin_call(iv, "score_pairs", iv.score_pairs, ctx, stored.state, pairs, cfg)
         except StoreError as exc:  # the intervention cannot use its state: refit it
             env.store.discard_state(state_key, f"{iv.name} cannot use it: {exc}")
             raise DependencyInvalid(state_key, str(exc)) from None
