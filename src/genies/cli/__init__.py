@@ -43,7 +43,7 @@ def _root(
 
 
 def _register() -> None:
-    from genies.cli import browse, data, evaluate, models, results, run, shifts
+    from genies.cli import browse, data, evaluate, models, report, results, run, shifts
 
     app.add_typer(data.app, name="data", help="Import, list, show and validate GENIES distributions.")
     app.add_typer(shifts.app, name="shifts", help="List distribution shifts and suites.")
@@ -52,6 +52,7 @@ def _register() -> None:
     evaluate.register(app)
     run.register(app)
     browse.register(app)
+    report.register(app)
 
 
 _register()
