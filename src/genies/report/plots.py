@@ -214,8 +214,7 @@ def transfer_heatmap(
     finite = grid[~np.isnan(grid)]
     lim = float(np.max(np.abs(finite))) if finite.size else 1.0
     diverging = metric == "differential_elicitation"
-    cmap = plt.get_cmap("RdBu" if diverging else "viridis").copy()
-    cmap.set_bad("#f2f2f2")
+    cmap = plt.get_cmap("RdBu" if diverging else "viridis").with_extremes(bad="#f2f2f2")
     im = ax.imshow(
         np.ma.masked_invalid(grid),
         cmap=cmap,
