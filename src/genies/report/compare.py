@@ -156,7 +156,8 @@ def load_one(path: Path, suite: str | None) -> tuple[Path, SuiteResult]:
             raise DataError(f"{path} holds {len(files)} results ({names}…); pass one file or --suite")
     f = files[0]
     if f.suffix.lower() != ".json":
-        raise DataError(f"{f}: compare needs a genies run JSON (its CSV has no per-pair records)")
+        why = "a CSV has no per-pair records" if f.suffix.lower() == ".csv" else "not a .json file"
+        raise DataError(f"{f}: compare needs a genies run <suite>.json ({why})")
     res = read_json_result(f)
     if suite is not None and res.suite != suite and f.stem != suite:
         raise DataError(f"{f} holds suite {res.suite!r}, not {suite!r}")
