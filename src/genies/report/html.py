@@ -62,7 +62,10 @@ class ReportData:
 def _label(res: SuiteResult) -> str:
     from genies.web.tables import model_name
 
-    return f"{res.intervention} · {model_name(res)} · {res.suite}"
+    model = model_name(res)
+    return (
+        f"{res.intervention} · {model} · {res.suite}" if model != "?" else f"{res.intervention} · {res.suite}"
+    )
 
 
 def generalization_p(res: SuiteResult, store: Path) -> list[float]:

@@ -102,7 +102,7 @@ def de_bars(series: Sequence[Series], *, metric: str = "differential_elicitation
             hatch="//" if s.paper else None,
             edgecolor="white" if s.paper else color,
             label=_text(s.label),
-            xerr=None if s.paper else np.array([err_lo, err_hi]),
+            xerr=np.array([err_lo, err_hi]) if not s.paper and any(err_lo + err_hi) else None,
             error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "#333333"},
         )
         for y in missing:
