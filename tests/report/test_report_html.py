@@ -131,4 +131,30 @@ def test_with_imported_paper_results(tmp_path):
     html = write_report([a], tmp_path / "r.html", store=store, compare_paper="llama-30b").read_text(
         encoding="utf-8"
     )
-    assert "paper: llama-30b · zero_shot" in html or "paper numbers for zero_shot" not in html
+    assert 'id="paper-table"' in html and "paper numbers for" not in html
+    cells = re.findall(r"<td>alpaca_mmlu → spanish_output</td>(.*?)</tr>", html, re.S)[0]
+    assert re.findall(r'<td class="n">([0-9.–-]+)</td>', cells)[1] != "–"  # the paper's accuracy is there
+
+
+def test_paper_numbers_beside(tmp_path, monkeypatch):
+    from genies.records import ShiftResult
+    from genies.results import upstream
+
+    def fake_rows(model, intervention, suite, *, store=None, **kw):
+        assert suite == "all-paper" and model == "llama-30b"
+        return [
+            ShiftResult(
+                source="s1",
+                target="t1",
+                target_reference="t1",
+                generalization_accuracy=0.875,
+                differential_elicitation=0.4321,
+            )
+        ]
+
+    monkeypatch.setattr(upstream, "paper_rows", fake_rows)
+    a, _, store = _results(tmp_path)
+    html = write_report([a], tmp_path / "r.html", store=store, compare_paper="llama-30b").read_text(
+        encoding="utf-8"
+    )
+    assert 'id="paper-table"' in html and "0.432" in html and "0.875" in html

@@ -48,6 +48,13 @@ target-tuned capability; [a, b] = 95% bootstrap CI.</p>
 {% endfor %}
 </tbody></table>
 
+{% if d.paper %}<h2 id="paper">Beside the paper ({{ d.paper_model }})</h2>
+<table id="paper-table"><thead><tr><th>result</th><th>shift</th><th class="n">gen acc</th><th class="n">paper gen acc</th>
+<th class="n">DE</th><th class="n">paper DE</th></tr></thead><tbody>
+{% for p in d.paper %}<tr><td>{{ p.result }}</td><td>{{ p.shift }}</td><td class="n">{{ p.gen|num }}</td><td class="n">{{ p.paper_gen|num }}</td>
+<td class="n">{{ p.de|num }}</td><td class="n">{{ p.paper_de|num }}</td></tr>
+{% endfor %}</tbody></table>{% endif %}
+
 <h2 id="plots">Plots</h2>
 {% for f in d.figures %}<figure id="fig-{{ f.name }}"><h3>{{ f.title }}</h3>
 <img alt="{{ f.title }}" src="{{ f.data_uri }}">
@@ -102,7 +109,13 @@ DE = differential elicitation = (generalization − baseline) / target-tuned cap
 {% endfor %}{% for m in d.table.overall_means %}| **suite mean: {{ m.label|md }}** ({{ m.n }}) | | | | | {% for c in d.table.columns if c.numeric %}{{ m.values[c.key]|num }} | {% endfor %} |
 {% endfor %}
 
-## Plots
+{% if d.paper %}## Beside the paper ({{ d.paper_model|md }})
+
+| result | shift | gen acc | paper gen acc | DE | paper DE |
+|---|---|---:|---:|---:|---:|
+{% for p in d.paper %}| {{ p.result|md }} | {{ p.shift|md }} | {{ p.gen|num }} | {{ p.paper_gen|num }} | {{ p.de|num }} | {{ p.paper_de|num }} |
+{% endfor %}
+{% endif %}## Plots
 {% for f in d.figures %}
 ### {{ f.title|md }}
 

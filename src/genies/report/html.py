@@ -57,6 +57,7 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
     metadata: list[dict[str, Any]] = field(default_factory=list)
     paper_model: str | None = None
+    paper: list[dict[str, Any]] = field(default_factory=list)  # per result and shift: ours beside the paper's
 
 
 def _label(res: SuiteResult) -> str:
@@ -81,6 +82,25 @@ def generalization_p(res: SuiteResult, store: Path) -> list[float]:
         if rec is not None:
             out.extend(rec.p_correct)
     return out
+
+
+def attach_paper_any_suite(loaded: Any, paper_model: str, store: Path) -> None:
+    """The paper's numbers for ``loaded``'s shifts, whatever its suite (a shift file included).
+
+    The paper's per-shift numbers depend on the model, intervention, source and target only, so they
+    are taken from ``all-paper`` (every shift the paper evaluated) and matched by (source, target).
+    """
+    import math
+
+    from genies.report.table import PAPER_COLUMNS
+    from genies.results import upstream
+
+    wanted = {(r.source, r.target) for r in loaded.result.rows}
+    for r in upstream.paper_rows(paper_model, loaded.result.intervention, "all-paper", store=store):
+        key = (r.source, r.target)
+        if key in wanted and key not in loaded.paper:
+            vals = {c: getattr(r, c, None) for c in PAPER_COLUMNS}
+            loaded.paper[key] = {c: None if v is None or math.isnan(v) else float(v) for c, v in vals.items()}
 
 
 def _metadata(path: Path, res: SuiteResult) -> dict[str, Any]:
@@ -112,7 +132,7 @@ def build(
     """Load the results and compute every table, plot and comparison of the report."""
     from genies.paths import store_dir
     from genies.report import plots
-    from genies.report.table import attach_paper, load_results
+    from genies.report.table import load_results
     from genies.web.tables import results_table
 
     store_path = store_dir(store)
@@ -131,11 +151,24 @@ def build(
         series.append(plots.Series(_label(lr.result), lr.result.rows))
         if compare_paper:
             try:
-                attach_paper(lr, compare_paper, store_path)
+                attach_paper_any_suite(lr, compare_paper, store_path)
             except GeniesError as exc:
                 data.notes.append(f"paper numbers for {lr.result.intervention}: {exc}")
             if lr.paper:
                 from genies.records import ShiftResult
+
+                for r in lr.result.rows:
+                    pv = lr.paper.get((r.source, r.target), {})
+                    data.paper.append(
+                        {
+                            "result": _label(lr.result),
+                            "shift": f"{r.source} → {r.target}",
+                            "gen": r.generalization_accuracy,
+                            "paper_gen": pv.get("generalization_accuracy"),
+                            "de": r.differential_elicitation,
+                            "paper_de": pv.get("differential_elicitation"),
+                        }
+                    )
 
                 paper_rows = [
                     ShiftResult(source=s, target=t, target_reference=t, category=r.category, **vals)
