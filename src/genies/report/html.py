@@ -324,12 +324,24 @@ def write_report(
     env = _env()
     if fmt == "html":
         atomic_write_text(out, env.get_template("report.html").render(d=data, css=CSS))
+        _readable(out)
         return out
     images = {}
     for fig in data.figures:
         png = out.with_name(f"{out.stem}-{fig.name}.png")
         with atomic_path(png) as tmp:
             tmp.write_bytes(fig.png)
+        _readable(png)
         images[fig.name] = png.name
     atomic_write_text(out, env.get_template("report.md").render(d=data, images=images))
+    _readable(out)
     return out
+
+
+def _readable(path: Path) -> None:
+    """Give a written file the usual mode (0666 & ~umask): atomic writes start from mkstemp's 0600."""
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)

@@ -17,9 +17,8 @@ import numpy as np
 
 from genies.records import ShiftResult
 
-#: Series colours (colour-blind safe, Okabe–Ito) and the paper's hatched grey.
+#: Series colours (colour-blind safe, Okabe–Ito); the paper's series: its result's colour, pale, hatched.
 COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
-PAPER_COLOR = "#999999"
 DPI = 110
 
 
@@ -93,14 +92,19 @@ def de_bars(series: Sequence[Series], *, metric: str = "differential_elicitation
             xs.append(v)
             err_lo.append(v - ci[0] if ci else 0.0)
             err_hi.append(ci[1] - v if ci else 0.0)
-        color = PAPER_COLOR if s.paper else COLORS[j % len(COLORS)]
+        # a paper series follows its result: the same colour, pale and hatched
+        own = (
+            sum(not x.paper for x in series[: j + 1]) - 1 if s.paper else sum(not x.paper for x in series[:j])
+        )
+        color = COLORS[max(own, 0) % len(COLORS)]
         ax.barh(
             ys,
             xs,
             height=height * 0.92,
             color=color,
-            hatch="//" if s.paper else None,
-            edgecolor="white" if s.paper else color,
+            alpha=0.4 if s.paper else 1.0,
+            hatch="///" if s.paper else None,
+            edgecolor=color,
             label=_text(s.label),
             xerr=np.array([err_lo, err_hi]) if not s.paper and any(err_lo + err_hi) else None,
             error_kw={"elinewidth": 0.8, "capsize": 1.5, "ecolor": "#333333"},
@@ -131,7 +135,13 @@ def de_bars(series: Sequence[Series], *, metric: str = "differential_elicitation
         "generalization_accuracy": "generalization accuracy",
     }.get(metric, metric)
     ax.set_xlabel(f"{label} (bars: 95% bootstrap CI)")
-    ax.legend(fontsize=7, loc="lower right", framealpha=0.9)
+    ax.legend(
+        fontsize=7,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.09 - 2.2 / fig.get_figheight() * 0.1),
+        ncol=2,
+        frameon=False,
+    )
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
 
