@@ -74,9 +74,10 @@ def test_markdown_variant_writes_pngs_beside(tmp_path):
     assert len(links) >= 4
     for name in links:
         assert (tmp_path / name).read_bytes().startswith(PNG)
-    assert EVIL not in md and "&lt;script&gt;" in md
+    assert EVIL not in md and "&#60;script&#62;" in md
     assert "| shift |" in md and "## Paired comparisons" in md
     assert "data:image" not in md
+    assert "iv&#95;a" in md and "&&#" not in md  # Markdown syntax inert, escaped exactly once
 
 
 def test_transfer_heatmap_for_many_shifts(tmp_path):

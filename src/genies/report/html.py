@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
-import html as _html
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -294,10 +293,12 @@ def _md(s: Any) -> Any:
     """A data string as inert Markdown table text: HTML escaped, pipes and backticks neutralised."""
     from markupsafe import Markup
 
-    text = _html.escape(str(s), quote=True)
-    for ch in "|`*_[]#\\":
-        text = text.replace(ch, f"&#{ord(ch)};")
+    text = str(s).translate(_MD_INERT)  # one pass: an entity written here is never escaped again
     return Markup(text.replace("\n", " "))
+
+
+#: HTML's specials and Markdown's syntax characters as numeric entities.
+_MD_INERT = {ord(c): f"&#{ord(c)};" for c in "&<>\"'|`*_[]#\\"}
 
 
 def write_report(
