@@ -296,6 +296,13 @@ CASES: list[Case] = [
     C("table-text-file", "results", "table", "{file}", says="is not a genies suite result"),
     C("table-wrong-suite", "results", "table", "{result_json}", "--suite", "genies", says="not 'genies'"),
     C("table-paper-not-imported", "results", "table", "{result_json}", "--paper", "llama-30b", says="no imported paper results"),
+    # --- compare / report (tests/cli/test_report_cli.py has more)
+    C("compare-missing", "compare", "{tmp}/nope.json", "{result_json}", says="no such results file or folder"),
+    C("compare-text-file", "compare", "{file}", "{result_json}", says="compare needs a genies run <suite>.json"),
+    C("compare-n-boot-zero", "compare", "{result_json}", "{result_json}", "--n-boot", "0", exit=2, says="Invalid value"),
+    C("report-missing", "report", "{tmp}/nope.json", "-o", "{tmp}/r.html", says="no such results file or folder"),
+    C("report-out-is-a-dir", "report", "{result_json}", "-o", "{dir}", says="is a folder"),
+    C("report-bad-format", "report", "{result_json}", "--format", "pdf", "-o", "{tmp}/r.pdf", says="--format must be html or md"),
     # --- browse (each fails before the server binds a port)
     C("browse-data-dir-is-a-file", "browse", "--data-dir", "{file}", says="is a file"),
     C("browse-empty-data-dir", "browse", "--data-dir", "{dir}", says="no distributions"),

@@ -19,7 +19,13 @@ from genies.interventions.registry import list_interventions
 TINY_SUITE = [{"source": "crt_1", "target": "crt_2"}, {"source": "arc_easy", "target": "crt_2"}]
 EXCLUDED_PREFIXES = ("test_", "human", "upstream")  # test doubles, interactive, upstream-dir plug-ins
 SWEPT = sorted(n for n in list_interventions() if not n.startswith(EXCLUDED_PREFIXES))
-FAST: dict[str, dict] = {"zero_shot": {"scoring": "mean"}, "few_shot": {"scoring": "mean"}}
+FAST: dict[str, dict] = {
+    "zero_shot": {"scoring": "mean"},
+    "few_shot": {"scoring": "mean"},
+    "lora_fine_tune": {"num_train_steps": 2, "batch_size": 2},
+    "prompt_tuning": {"num_train_steps": 2, "batch_size": 2},
+    "full_fine_tune": {"num_train_steps": 2, "batch_size": 2},
+}
 
 
 def _json_without_time(path: Path) -> dict:

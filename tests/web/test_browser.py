@@ -349,7 +349,13 @@ def test_results_sort_and_filter(page, site, artifacts_dir):
     page.click("#results-table tbody a:text('few_shot')")
     page.wait_for_url("**/results/tiny/few_shot/genies.json")
     assert page.locator("#results-table tbody tr").count() == 3
+    page.locator("#plot-de").scroll_into_view_if_needed()
+    page.wait_for_function("document.querySelector('#plot-de').complete")
+    assert page.locator("#plot-de").evaluate("img => img.naturalWidth") > 100  # the report's DE plot
     shot(page, artifacts_dir, "result-file")
+    page.click("form.compare button[type=submit]")  # these rows name no stored records: a clear refusal
+    page.wait_for_url("**/compare?a=**")
+    assert "cannot be compared" in page.locator("body").inner_text()
 
 
 def test_dataset_html_is_shown_as_text(page, site, artifacts_dir):

@@ -43,7 +43,19 @@ def _root(
 
 
 def _register() -> None:
-    from genies.cli import browse, data, demo, evaluate, models, results, run, shifts, sweep, sweep_run
+    from genies.cli import (
+        browse,
+        data,
+        demo,
+        evaluate,
+        models,
+        report,
+        results,
+        run,
+        shifts,
+        sweep,
+        sweep_run,
+    )
 
     app.add_typer(data.app, name="data", help="Import, list, show and validate GENIES distributions.")
     app.add_typer(shifts.app, name="shifts", help="List distribution shifts and suites.")
@@ -55,6 +67,7 @@ def _register() -> None:
     sweep_run.register(app)
     demo.register(app)
     sweep.register(app)
+    report.register(app)
 
 
 _register()

@@ -65,6 +65,17 @@ def backbone_of(model: Any) -> Any:
     return base if base is not None and base is not model else model
 
 
+def _attention_kernels(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """On CPU, SDPA's math backend: the fused kernel's rounding depends on the thread count, so a
+    1-thread worker and a 2-thread local run would train and score differently (see
+    ``ForwardEngine._kernels``). GPUs keep the fused kernels."""
+    if device.type != "cpu":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH)
+
+
 def rewards(
     backbone: Any,
     head: torch.Tensor,
@@ -87,15 +98,17 @@ def rewards(
     for i, s in enumerate(seqs):
         ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
     mask = (torch.arange(width, device=device)[None, :] < lengths[:, None]).long()  # [n, T]
-    if prefix is None:
-        out = backbone(input_ids=ids, attention_mask=mask, use_cache=False)
-        last = lengths - 1
-    else:
-        emb = backbone.get_input_embeddings()(ids)  # [n, T, D]
-        pre = prefix.to(emb.dtype)[None].expand(len(seqs), -1, -1)  # [n, V, D]
-        mask = torch.cat([torch.ones(len(seqs), pre.shape[1], dtype=mask.dtype, device=device), mask], 1)
-        out = backbone(inputs_embeds=torch.cat([pre, emb], 1), attention_mask=mask, use_cache=False)
-        last = lengths - 1 + pre.shape[1]
+    with _attention_kernels(device):
+        if prefix is None:
+            out = backbone(input_ids=ids, attention_mask=mask, use_cache=False)
+            last = lengths - 1
+        else:
+            emb = backbone.get_input_embeddings()(ids)  # [n, T, D]
+            pre = prefix.to(emb.dtype)[None].expand(len(seqs), -1, -1)  # [n, V, D]
+            ones = torch.ones(len(seqs), pre.shape[1], dtype=mask.dtype, device=device)
+            mask = torch.cat([ones, mask], 1)
+            out = backbone(inputs_embeds=torch.cat([pre, emb], 1), attention_mask=mask, use_cache=False)
+            last = lengths - 1 + pre.shape[1]
     hidden = out.last_hidden_state  # [n, T(+V), D]
     h = hidden[torch.arange(len(seqs), device=device), last].float()  # [n, D]
     return h @ head.float()

@@ -51,6 +51,7 @@ from genies.shifts import CATEGORIES, CATEGORY_EXPLANATIONS, CATEGORY_GROUP, get
 from genies.web.evaluations import WRONG_BELOW, Evaluation, EvaluationIndex
 from genies.web.hosts import LOCAL_HOSTS
 from genies.web.index import SPLITS, DataIndex, SplitView
+from genies.web.report_views import PLOT_KINDS, PlotCache, draw, plots_of
 from genies.web.results import ResultsIndex
 from genies.web.tables import COLUMNS, results_table
 
@@ -236,6 +237,7 @@ class Browser:
         self.results = ResultsIndex(results_dir)
         self.store, self.results_dir = store, results_dir
         self.env = _environment()
+        self.plots = PlotCache()
         self.genies_ids = {s.id for s in get_suite("genies")}
         self.index_seconds = time.perf_counter() - start
 
@@ -483,6 +485,70 @@ class Browser:
             base="/results/" + quote(rid, safe="/"),
             title=rid,
             meta=json.dumps(meta, indent=2, ensure_ascii=False),
+            plots=plots_of(entry.result, self.store),
+            others=[f for f in self.results.files() if f.result is not None and f.id != rid],
+        )
+
+    def _result(self, rid: str | None, what: str):
+        entry = self.results.get(rid) if rid else None
+        if entry is None:
+            raise HTTPException(404, f"no results file {rid!r} under {self.results_dir} ({what})")
+        if entry.result is None:
+            raise HTTPException(422, entry.error or f"{rid} cannot be read")
+        return entry
+
+    def plot(self, request: Request) -> Response:
+        """``/plot/KIND?r=RID`` (a results file's plot) or ``/plot/compare?a=RID&b=RID``: PNG bytes."""
+        kind = request.path_params["kind"]
+        if kind == "compare":
+            a, b = (
+                self._result(request.query_params.get("a"), "a"),
+                self._result(request.query_params.get("b"), "b"),
+            )
+            key = ("compare", a.id, b.id, a.path.stat().st_mtime_ns, b.path.stat().st_mtime_ns)
+            png = self.plots.get(key, lambda: self._compare_png(a, b))
+        elif kind in PLOT_KINDS:
+            entry = self._result(request.query_params.get("r"), "r")
+            label = f"{entry.result.intervention} · {entry.result.suite}"
+            key = (kind, entry.id, entry.path.stat().st_mtime_ns)
+            png = self.plots.get(key, lambda: draw(kind, label, entry.result, self.store))
+        else:
+            raise HTTPException(404, f"no plot {kind!r}")
+        if png is None:
+            raise HTTPException(404, f"{kind}: no such plot for this result")
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
+
+    def _comparison(self, a, b):
+        from genies.report.compare import compare_results
+
+        if self.store is None:
+            raise HTTPException(422, "comparisons need the result store (--store)")
+        try:
+            return compare_results(a.path, b.path, store=self.store)
+        except GeniesError as exc:
+            raise HTTPException(422, f"{a.id} and {b.id} cannot be compared: {exc}") from None
+
+    def _compare_png(self, a, b) -> bytes:
+        from genies.report import plots
+
+        c = self._comparison(a, b)
+        return plots.comparison_plot(c.shifts, f"B = {c.b.label}, A = {c.a.label}")
+
+    def compare_page(self, request: Request) -> Response:
+        """``/compare?a=RID&b=RID``: the paired comparison of two results files (B − A)."""
+        a, b = (
+            self._result(request.query_params.get("a"), "a"),
+            self._result(request.query_params.get("b"), "b"),
+        )
+        c = self._comparison(a, b)
+        return self.render(
+            request,
+            "compare.html",
+            c=c,
+            a=a,
+            b=b,
+            title=f"compare {b.id} − {a.id}",
+            plot_url="/plot/compare?" + urlencode({"a": a.id, "b": b.id}),
         )
 
     def evaluations_page(self, request: Request) -> Response:
@@ -536,6 +602,8 @@ def create_app(
         Route("/results", b.results_page, methods=get),
         Route("/results/{rid:path}", b.result_file, methods=get),
         Route("/evaluations", b.evaluations_page, methods=get),
+        Route("/compare", b.compare_page, methods=get),
+        Route("/plot/{kind}", b.plot, methods=get),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     handlers: dict[Any, Callable] = {HTTPException: b.http_error, 500: b.server_error}
