@@ -368,3 +368,14 @@ def test_summarize_keys_match_the_record_schema():
     assert s["rms_calibration_error"] == pytest.approx(math.sqrt(0.185))
     assert math.isnan(s["rms_calibration_error_upstream"])  # 4 pairs never fill a bin of 20
     assert m.summarize(P, tie_policy="upstream")["accuracy"] == pytest.approx(0.75)
+
+
+def test_bootstrap_de_ci_is_paired_over_the_shared_target_pairs():
+    """A generalization evaluation identical to its baseline (zero_shot's own row) has DE exactly 0,
+    and so has every replicate: the interval is [0, 0], not two independent noises."""
+    rng = np.random.default_rng(0)
+    p = rng.uniform(size=60)
+    assert m.bootstrap_de_ci(p, p, 0.8, seed=1) == (0.0, 0.0)
+    shifted = np.where(p > 0.5, p, 1 - p)  # right on every pair the baseline gets wrong, or equal
+    lo, hi = m.bootstrap_de_ci(shifted, p, 1.0, seed=1)
+    assert 0.0 <= lo <= m.accuracy(shifted) - m.accuracy(p) <= hi

@@ -305,6 +305,20 @@ def _resampled_means(scores: np.ndarray, n_resamples: int, rng: np.random.Genera
     return out
 
 
+def _resampled_paired_means(
+    a: np.ndarray, b: np.ndarray, n_resamples: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Means of ``a`` and ``b`` over the same ``n_resamples`` resamples of their (shared) pair index."""
+    n = a.size
+    block = max(1, _BLOCK_ELEMENTS // n)
+    out_a, out_b = np.empty(n_resamples), np.empty(n_resamples)
+    for start in range(0, n_resamples, block):
+        stop = min(n_resamples, start + block)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        out_a[start:stop], out_b[start:stop] = a[idx].mean(axis=1), b[idx].mean(axis=1)
+    return out_a, out_b
+
+
 def _percentile_interval(stats: np.ndarray, confidence: float) -> tuple[float, float]:
     finite = stats[np.isfinite(stats)]
     if finite.size == 0:
@@ -351,8 +365,12 @@ def bootstrap_de_ci(
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of differential elicitation.
 
-    The generalization pairs and the baseline pairs (and the target-tuned pairs when given as
-    probabilities rather than a fixed accuracy) are resampled independently; each replicate computes
+    The generalization and baseline evaluations score the same target pairs, so they are resampled
+    jointly (one draw of pair indices for both): an intervention identical to its baseline gets the
+    interval [0, 0], and the interval reflects the paired difference, not two independent noises. Of
+    unequal sizes (not comparable pair for pair) they are resampled independently. Target-tuned pairs,
+    when given as probabilities rather than a fixed accuracy, are resampled independently. Each
+    replicate computes
     ``(gen − base) / ttc`` from its own resampled accuracies. Replicates with ttc == 0 are ignored;
     (NaN, NaN) when an evaluation is empty.
     """
@@ -363,8 +381,13 @@ def bootstrap_de_ci(
     if gen.size == 0 or base.size == 0:
         return (_NAN, _NAN)
     rng = np.random.default_rng(seed)
-    gen_acc = _resampled_means(_pair_scores(gen, tie_policy), n_resamples, rng)
-    base_acc = _resampled_means(_pair_scores(base, tie_policy), n_resamples, rng)
+    if gen.size == base.size:  # the same target pairs (rows enforce equal pair ids): resample them jointly
+        gen_acc, base_acc = _resampled_paired_means(
+            _pair_scores(gen, tie_policy), _pair_scores(base, tie_policy), n_resamples, rng
+        )
+    else:
+        gen_acc = _resampled_means(_pair_scores(gen, tie_policy), n_resamples, rng)
+        base_acc = _resampled_means(_pair_scores(base, tie_policy), n_resamples, rng)
     if np.ndim(target_tuned_capability) == 0:
         ttc_value = float(target_tuned_capability)  # type: ignore[arg-type]
         if math.isnan(ttc_value):

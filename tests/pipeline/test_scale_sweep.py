@@ -50,8 +50,9 @@ def write_sweep(tmp: Path, model: str, interventions, *, name: str = "sweep", li
         f'store = "{name}-store"',
     ]
     for iv in interventions:
-        for key, value in FAST.get(iv, {}).items():
-            lines += [f"[config.{iv}.intervention]", f"{key} = {json.dumps(value)}"]
+        if FAST.get(iv):
+            lines.append(f"[config.{iv}.intervention]")
+            lines += [f"{key} = {json.dumps(value)}" for key, value in FAST[iv].items()]
     path = tmp / f"{name}.toml"
     path.write_text("\n".join(lines) + "\n" + extra)
     return path
