@@ -148,6 +148,28 @@ def _set_sigint(handler: object) -> object | None:
     return previous
 
 
+_IMPORT_FRAMES = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C while a command runs: a ``KeyboardInterrupt`` (work in progress is saved), except
+    while a module is being imported. Import-time code of extension modules (torch, tokenizers) runs
+    Python inside C++ callbacks, where an exception aborts the process (``terminate called after
+    throwing pybind11::error_already_set``, exit -6). There, exit 130 at once: every store write is
+    atomic, so finished work is kept and a rerun resumes."""
+    import os
+
+    f = frame
+    while f is not None:
+        if getattr(f, "f_code", None) is not None and f.f_code.co_filename in _IMPORT_FRAMES:
+            try:
+                os.write(2, b"interrupted: finished work is kept; run the command again to resume.\n")
+            finally:
+                os._exit(130)
+        f = getattr(f, "f_back", None)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: returns the exit code (0 ok, 1 user error, 2 usage, 130 interrupt).
 
@@ -155,12 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     ``KeyboardInterrupt`` while the command runs (the ``genies`` script exits quietly on one that
     comes earlier, during imports; see ``_genies_entry``), restored to the caller's handler after.
     """
-    import signal
-
     from genies.cli._console import safe_output_streams
 
     safe_output_streams()
-    previous = _set_sigint(signal.default_int_handler)
+    previous = _set_sigint(_interrupt)
     try:
         return _run(argv)
     except KeyboardInterrupt:  # a second Ctrl-C while an error was being reported

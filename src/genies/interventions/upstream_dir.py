@@ -44,7 +44,7 @@ from genies.api.intervention import (
     ScoredPairs,
 )
 from genies.errors import ConfigError, GeniesError, StoreError
-from genies.hashing import sha256_file
+from genies.hashing import sha256_file, sha256_text
 from genies.interventions.registry import register_intervention
 
 if TYPE_CHECKING:
@@ -71,15 +71,13 @@ def is_upstream_dir(path: str | Path) -> bool:
 
 def dir_sha256(path: str | Path) -> str:
     """One sha256 over the directory's files (relative names + contents), ignoring caches."""
-    import hashlib
-
     root = Path(path)
-    h = hashlib.sha256()
+    lines = []
     for f in sorted(root.rglob("*")):
         rel = f.relative_to(root).as_posix()
         if f.is_file() and "__pycache__" not in rel and not rel.endswith(".pyc"):
-            h.update(f"{rel}\0{sha256_file(f)}\n".encode())
-    return h.hexdigest()
+            lines.append(f"{rel}\0{sha256_file(f)}\n")
+    return sha256_text("".join(lines))
 
 
 def upstream_config_values(path: str | Path) -> dict[str, str]:
