@@ -81,3 +81,20 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from genies.testing import make_tiny_llama
 
     return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def example_plugin_site(tmp_path_factory) -> Path:
+    """examples/plugin-package installed for real (``pip install --target``, with its dist-info, so
+    its ``genies.interventions`` entry point is found as a user's install is): the target folder."""
+    import subprocess
+    import sys
+
+    target = tmp_path_factory.mktemp("plugin-site")
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+           "--no-index", "--target", str(target), str(REPO / "examples" / "plugin-package")]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        pytest.fail(f"pip could not install the example plug-in: {done.stderr[-2000:]}")
+    assert list(target.glob("genies_length_plugin-*.dist-info"))
+    return target

@@ -6,37 +6,20 @@ that raises gets a one-line error and keeps the results already stored."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from genies.interventions import registry
 
-REPO = Path(__file__).resolve().parents[2]
-PACKAGE = REPO / "examples" / "plugin-package"
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
-    target = tmp_path_factory.mktemp("plugin-site")
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-           "--no-index", "--target", str(target), str(PACKAGE)]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        pytest.fail(f"pip could not install the example plug-in: {done.stderr[-2000:]}")
-    assert list(target.glob("genies_length_plugin-*.dist-info"))
-    return target
-
 
 @pytest.fixture
-def with_plugin(installed, monkeypatch):
-    monkeypatch.syspath_prepend(str(installed))
+def with_plugin(example_plugin_site, monkeypatch):
+    monkeypatch.syspath_prepend(str(example_plugin_site))
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    monkeypatch.setattr(registry, "_FAILED", {})
+    for attr in ("_FAILED", "_ENTRY_POINTS", "_SHADOWED"):
+        monkeypatch.setattr(registry, attr, {})
     monkeypatch.setattr(registry, "_loaded", False)
-    return installed
+    return example_plugin_site
 
 
 def test_entry_point_plugin_registers_and_runs(with_plugin, use_data_dir, tiny_model_dir, tmp_path, capsys):

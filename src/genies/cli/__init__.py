@@ -48,6 +48,7 @@ def _register() -> None:
         data,
         demo,
         evaluate,
+        interventions,
         models,
         report,
         results,
@@ -60,6 +61,11 @@ def _register() -> None:
     app.add_typer(data.app, name="data", help="Import, list, show and validate GENIES distributions.")
     app.add_typer(shifts.app, name="shifts", help="List distribution shifts and suites.")
     app.add_typer(models.app, name="models", help="List and prepare models.")
+    app.add_typer(
+        interventions.app,
+        name="interventions",
+        help="List interventions (built-in and plug-ins) and their configs.",
+    )
     app.add_typer(results.app, name="results", help="Show results tables and the paper's numbers.")
     evaluate.register(app)
     run.register(app)

@@ -7,18 +7,25 @@ Built-ins register themselves on import; third-party packages declare e.g.::
 
 A plug-in whose entry point fails to load is remembered with its error and reported by name when it
 is asked for (``get_intervention``) or listed (``plugin_errors``); every other plug-in still loads.
+``origin(name)`` says where a registered intervention came from (a built-in module, an entry point
+of an installed distribution, or a ``register_intervention`` call in user code), and
+``shadowed_entry_points()`` which entry points were ignored because their name was already taken.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from importlib.metadata import entry_points
+from typing import Any, Literal
 
 from genies.api.intervention import Intervention
 from genies.errors import GeniesError, UnknownNameError
 
 _REGISTRY: dict[str, type[Intervention]] = {}
 _FAILED: dict[str, str] = {}  # entry-point name → why it did not load
+_ENTRY_POINTS: dict[str, Any] = {}  # name → the entry point that registered it
+_SHADOWED: dict[str, str] = {}  # entry-point name → why it was ignored (the name was taken)
 _BUILTIN_MODULES = (
     "genies.interventions.zero_shot",
     "genies.interventions.few_shot",
@@ -70,13 +77,19 @@ def _load_all() -> None:
         _register_module_classes(module)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in _REGISTRY:
+            taken = _REGISTRY[ep.name]
+            if getattr(ep, "module", None) != taken.__module__:
+                _SHADOWED[ep.name] = f"{ep.value}{_dist_label(ep)}: the name is taken by {taken.__module__}"
+            elif getattr(ep, "attr", None) == taken.__name__:  # its module was imported first: no conflict
+                _ENTRY_POINTS[ep.name] = ep
             continue
         try:
             cls = ep.load()
             register_intervention(ep.name)(cls)
+            _ENTRY_POINTS[ep.name] = ep
         except Exception as exc:  # noqa: BLE001 - a broken plug-in is reported by name, not fatal for the rest
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            _FAILED[ep.name] = f"{ep.value}: {text}"
+            _FAILED[ep.name] = f"{ep.value}{_dist_label(ep)}: {text}"
 
 
 def _register_module_classes(module: object) -> None:
@@ -94,6 +107,61 @@ def _register_module_classes(module: object) -> None:
             and obj.name not in _REGISTRY
         ):
             _REGISTRY[obj.name] = obj
+
+
+def _dist_label(ep: Any) -> str:
+    dist = getattr(ep, "dist", None)
+    name = getattr(dist, "name", None)
+    return f" ({name} {getattr(dist, 'version', '?')})" if name else ""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a registered intervention comes from.
+
+    ``kind``: ``"builtin"`` (a genies module), ``"entry_point"`` (``entry_point`` is its
+    ``module:attr`` in the ``genies.interventions`` group, of the installed ``distribution`` at
+    ``version`` when the metadata says) or ``"registered"`` (``register_intervention`` in ``module``).
+    """
+
+    kind: Literal["builtin", "entry_point", "registered"]
+    module: str
+    entry_point: str | None = None
+    distribution: str | None = None
+    version: str | None = None
+
+    def label(self) -> str:
+        if self.kind == "builtin":
+            return f"built-in {self.module}"
+        if self.kind == "entry_point":
+            return f"entry point {self.entry_point}" + (
+                f" ({self.distribution} {self.version})" if self.distribution else ""
+            )
+        return f"registered in {self.module}"
+
+
+def origin(name: str) -> Origin:
+    """Where the intervention registered as ``name`` comes from (did-you-mean error otherwise)."""
+    cls = intervention_class(name)
+    if cls.__module__ in _BUILTIN_MODULES:
+        return Origin("builtin", cls.__module__)
+    ep = _ENTRY_POINTS.get(name)
+    if ep is not None and _REGISTRY.get(name) is cls:
+        dist = getattr(ep, "dist", None)
+        return Origin(
+            "entry_point",
+            cls.__module__,
+            entry_point=ep.value,
+            distribution=getattr(dist, "name", None),
+            version=getattr(dist, "version", None),
+        )
+    return Origin("registered", cls.__module__)
+
+
+def shadowed_entry_points() -> dict[str, str]:
+    """Entry points ignored because a built-in or an earlier registration holds their name."""
+    _load_all()
+    return dict(_SHADOWED)
 
 
 def list_interventions() -> list[str]:
