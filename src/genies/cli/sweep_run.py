@@ -11,8 +11,8 @@ _HELP = """Run a sweep: models × interventions × suites from a TOML file, as o
 
 Every (model, intervention, suite) is planned exactly as `genies run` plans it (same per-role
 configs, same checks); nodes the runs share (baselines, references, activations) run once, and
-nodes already in the store are skipped. Failures are recorded under <out>/.sweep/failures/ with
-their logs; the rest of the sweep goes on. Outputs: <out>/<model>/<intervention>/<suite>.csv/.json.
+nodes already in the store are skipped (--force recomputes every node, as `genies run --force`).
+Failures are recorded under <out>/.sweep/failures/ with their logs; the rest of the sweep goes on. Outputs: <out>/<model>/<intervention>/<suite>.csv/.json.
 See docs/scale-out.md for the file format, Slurm (submitit) and Ray.
 """
 
@@ -64,6 +64,12 @@ def sweep_run_command(
         False, "--dry-run", help="Print the plan (nodes per kind, done, GPU-hours)."
     ),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun nodes that failed before."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Recompute every node of the sweep in a new run generation, ignoring stored results "
+        "(no confirmation; with --dry-run: show the plan so). A killed forced sweep resumes when rerun.",
+    ),
     executor: str | None = typer.Option(
         None, "--executor", help="local, submitit or ray \\[default: config]."
     ),
@@ -91,15 +97,18 @@ def sweep_run_command(
     if dry_run:
         from genies.pipeline.suite import remove_empty
 
-        status = sweep_status(sweep)
+        status = sweep_status(sweep, force=force)
         out = make_console(piped_width=200)
-        out.print(_status_table(status, f"sweep {config.name}: plan"))
+        title = f"sweep {config.name}: plan" + (" (--force: every node recomputed)" if force else "")
+        out.print(_status_table(status, title))
         out.print(f"to compute: {len(status.todo)} nodes; estimated GPU-hours: {status.gpu_hours:.2f}")
         remove_empty(sorted(set(sweep.created), key=lambda p: -len(p.parts)))
         return
     name = sweep.config.executor.name
     err.print(f"executor: {name}", markup=False)
-    result = execute_sweep(sweep, retry_failed=retry_failed, log=lambda m: err.print(m, markup=False))
+    result = execute_sweep(
+        sweep, retry_failed=retry_failed, force=force, log=lambda m: err.print(m, markup=False)
+    )
     err.print(f"store: {result.counters.summary()}", markup=False)
     for _run, csv_path, _ in result.written:
         err.print(f"wrote {csv_path}", markup=False)
@@ -134,6 +143,9 @@ def sweep_status_command(
     out = make_console(piped_width=200)
     out.print(_status_table(status, f"sweep {config.name}"))
     out.print(f"to compute: {len(status.todo)} nodes; estimated GPU-hours: {status.gpu_hours:.2f}")
+    if status.forced is not None:
+        out.print(f"unfinished forced run (generation {status.forced}): `genies sweep-run {config}` continues it",
+                  markup=False)  # fmt: skip
     if failures or status.failed:
         for key, doc in status.failed.items():
             out.print(f"failed {doc.get('kind')} {doc.get('label') or key}: {doc.get('error')}", markup=False)

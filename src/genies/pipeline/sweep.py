@@ -27,6 +27,12 @@ computed once. Nodes whose verified result is in the store are skipped (``find_t
 graph runs through any ``Executor`` with ``keep_going=True``: a failure is recorded (with its log)
 under ``<out>/.sweep/failures/`` and only its dependents wait; ``--retry-failed`` reruns those.
 Each run's outputs are written with ``genies run``'s own row builder and writers.
+
+``--force`` recomputes every node as ``genies run --force`` does: the store's run generation is
+incremented and results of older generations are not used (``RunSpec.min_generation``). The forced
+generation is recorded in ``<out>/.sweep/forced.json`` until the forced sweep has finished every
+node, so a forced sweep that was killed is resumed, not restarted, by running the sweep again
+(with or without ``--force``: a second ``--force`` starts a new generation and recomputes everything).
 """
 
 from __future__ import annotations
@@ -309,6 +315,9 @@ def prepare_sweep(cfg: SweepConfig, *, warn: Callable[[str], None] | None = None
 # ---------------------------------------------------------------- failure records and running markers
 
 
+FORCED_FILE = "forced.json"
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -320,11 +329,34 @@ def _alive(pid: int) -> bool:
 
 
 class SweepState:
-    """Failure records and running markers of one sweep, under ``<out>/.sweep/``."""
+    """Failure records, running markers and an unfinished forced run of one sweep, under ``<out>/.sweep/``."""
 
     def __init__(self, root: Path) -> None:
         self.failures = root / "failures"
         self.running = root / "running"
+        self.forced_file = root / FORCED_FILE
+
+    def forced_generation(self, store: ResultStore) -> int | None:
+        """The generation of this sweep's unfinished forced run in ``store`` (None: there is none)."""
+        try:
+            doc = json.loads(self.forced_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        g = doc.get("generation") if isinstance(doc, dict) else None
+        if not isinstance(g, int) or doc.get("store") != str(store.root) or g > store.generation():
+            return None  # another store, or a store that was reset since
+        return g
+
+    def start_forced(self, store: ResultStore, generation: int) -> None:
+        atomic_write_json(
+            self.forced_file,
+            {"generation": generation, "store": str(store.root),
+             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")},
+        )  # fmt: skip
+
+    def end_forced(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.forced_file.unlink()
 
     def failed(self) -> dict[str, dict[str, Any]]:
         out = {}
@@ -432,6 +464,31 @@ class SweepStatus:
     todo: list[str]
     failed: dict[str, dict[str, Any]]
     gpu_hours: float
+    forced: int | None = None  # the generation of a forced run (planned, or unfinished)
+
+
+def sweep_env(
+    sweep: PreparedSweep, *, force: bool = False, plan_only: bool = False
+) -> tuple[NodeEnv, int | None]:
+    """The env the sweep's nodes run with, and the forced generation it accepts results from.
+
+    ``force``: a new generation (``plan_only``: the one it would get, nothing written), so every
+    result already stored is older and every node is to compute. Otherwise the generation of this
+    sweep's unfinished forced run, if there is one (its finished nodes are kept, the rest computed);
+    else the sweep's own env (everything stored is used).
+    """
+    state = SweepState(sweep.state_dir)
+    if force and plan_only:
+        g: int | None = sweep.store.generation() + 1
+    elif force:
+        g = sweep.store.new_generation()
+        state.start_forced(sweep.store, g)
+    else:
+        g = state.forced_generation(sweep.store)
+    if g is None:
+        return sweep.env, None
+    spec = RunSpec.from_json({**sweep.env.spec.to_json(), "min_generation": g, "forced": g})
+    return dataclasses.replace(sweep.env, spec=spec), g
 
 
 def estimate_seconds(node: Node) -> float:
@@ -439,10 +496,13 @@ def estimate_seconds(node: Node) -> float:
     return float(r.get("est_seconds", 0)) + float(r.get("est_seconds_per_unit", 0)) * float(r.get("units", 0))
 
 
-def sweep_status(sweep: PreparedSweep) -> SweepStatus:
-    todo = find_todo(sweep.graph, sweep.env, sweep.sinks)
+def sweep_status(sweep: PreparedSweep, *, force: bool = False) -> SweepStatus:
+    """Done / running / failed / pending per kind (``force``: as ``sweep-run --force`` would see it,
+    every node to compute and earlier failures retried)."""
+    env, forced = sweep_env(sweep, force=force, plan_only=True)
+    todo = find_todo(sweep.graph, env, sweep.sinks)
     state = SweepState(sweep.state_dir)
-    failed = {k: v for k, v in state.failed().items() if k in set(todo)}
+    failed = {} if force else {k: v for k, v in state.failed().items() if k in set(todo)}
     running = state.live_running()
     per_kind: dict[str, Counter[str]] = {k: Counter() for k in NODE_KINDS}
     todo_set = set(todo)
@@ -459,7 +519,7 @@ def sweep_status(sweep: PreparedSweep) -> SweepStatus:
     gpu_h = sum(
         float(sweep.graph[k].resources.get("gpus", 0)) * estimate_seconds(sweep.graph[k]) for k in todo
     )
-    return SweepStatus({k: v for k, v in per_kind.items() if v}, todo, failed, gpu_h / 3600)
+    return SweepStatus({k: v for k, v in per_kind.items() if v}, todo, failed, gpu_h / 3600, forced)
 
 
 # ---------------------------------------------------------------- execution
@@ -516,21 +576,29 @@ def execute_sweep(
     sweep: PreparedSweep,
     *,
     retry_failed: bool = False,
+    force: bool = False,
     log: Callable[[str], None] = lambda m: None,
     on_outcome: Callable[[Node, NodeOutcome], None] = lambda n, o: None,
 ) -> SweepOutcome:
-    """Run what the store lacks (failed nodes only with ``retry_failed``), then write every run's outputs."""
+    """Run what the store lacks (failed nodes only with ``retry_failed``), then write every run's outputs.
+
+    ``force``: recompute every node in a new run generation (earlier failures included); see
+    ``sweep_env`` for how an interrupted forced sweep resumes."""
     import time
 
     from genies._meta import software_versions
 
     t0 = time.perf_counter()
-    env = dataclasses.replace(sweep.env, log=log)
+    env, forced = sweep_env(sweep, force=force)
+    env = dataclasses.replace(env, log=log)
+    if forced is not None:
+        log(f"forced run, generation {forced}: every node is recomputed" if force else
+            f"continuing the unfinished forced run of generation {forced} (its finished nodes are kept)")  # fmt: skip
     state = SweepState(sweep.state_dir)
     todo = find_todo(sweep.graph, env, sweep.sinks)
     earlier = {k for k in state.failed() if k in set(todo)}
     skipped: set[str] = set()
-    if earlier and not retry_failed:
+    if earlier and not (retry_failed or force):
         skipped = earlier | _descendants(sweep.graph, earlier)
         log(f"{len(earlier)} nodes failed in an earlier run (not retried; use --retry-failed)")
     run_todo = [k for k in todo if k not in skipped]
@@ -582,11 +650,14 @@ def execute_sweep(
         csv_path, json_path = write_outputs(result, p.out, p.suite_name)
         written.append((run, csv_path, json_path))
     remove_empty(sorted(set(sweep.created), key=lambda p: -len(p.parts)))
+    failed = {k: v for k, v in state.failed().items() if k in set(todo)}
+    if forced is not None and not failed and not incomplete:
+        state.end_forced()  # every node has a result of the forced generation
     return SweepOutcome(
         written,
         incomplete,
         outcomes,
-        {k: v for k, v in state.failed().items() if k in set(todo)},
+        failed,
         len(run_todo),
         len(skipped),
         sweep.store.counters,
@@ -615,6 +686,7 @@ __all__: Sequence[str] = (
     "load_sweep_config",
     "prepare_sweep",
     "execute_sweep",
+    "sweep_env",
     "sweep_status",
     "sweep_summary",
 )
