@@ -1,7 +1,7 @@
 """Small contracts that plug-ins implement and use (style of lm-evaluation-harness's ``api/``).
 
 ``Intervention`` (with ``Requirements``, ``LengthRule``, ``ActivationSpec``), ``InterventionState``,
-``ScoredPairs`` and the ``InterventionContext`` that ``fit`` and ``score_pairs`` receive.
+``ScoredPairs`` (``scored_pairs`` builds one) and the ``InterventionContext`` that ``fit`` and ``score_pairs`` receive.
 """
 
 from genies.api.context import InterventionContext, ModelSession
@@ -14,6 +14,7 @@ from genies.api.intervention import (
     Requirements,
     ScoredPairs,
     pair_texts,
+    scored_pairs,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "Requirements",
     "ScoredPairs",
     "pair_texts",
+    "scored_pairs",
 ]

@@ -205,6 +205,12 @@ class ScoredPairs:
             raise ValueError("pair_ids and p_correct differ in length")
 
 
+def scored_pairs(pairs: Sequence[Pair], p: Any, /, **info: Any) -> ScoredPairs:
+    """The usual end of ``score_pairs``: ``p[i]`` is p(correct) of ``pairs[i]``; ``info`` the JSON-able
+    diagnostics (``scored_pairs(pairs, p, mode=cfg.mode)``)."""
+    return ScoredPairs([x.id for x in pairs], p, info=info)
+
+
 def _validation_errors(exc: pydantic.ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<config>'}: {e['msg']}" for e in exc.errors())
 

@@ -34,6 +34,7 @@ from genies.api.intervention import (
     Requirements,
     ScoredPairs,
     pair_texts,
+    scored_pairs,
 )
 from genies.errors import ConfigError, GeniesError, StoreError
 
@@ -402,7 +403,7 @@ class MassMeanIntervention(Intervention):
         cfg = self.check_config(config)
         check_state(self.name, state, ("units", "directions", "probe_accuracy"), ("calibrator", "selected"))
         if not pairs:
-            return ScoredPairs([], np.zeros(0), info=selected_info(state))
+            return scored_pairs(pairs, np.zeros(0), **selected_info(state))
         pos, neg = self.features(ctx, pairs, cfg)
         units = state.tensors["units"].numpy()
         directions = state.tensors["directions"].float().numpy()
@@ -417,4 +418,4 @@ class MassMeanIntervention(Intervention):
             float(cal["intercept"]),
             bool(cal["fitted"]),
         )
-        return ScoredPairs([q.id for q in pairs], np.clip(p, 0.0, 1.0), info=selected_info(state))
+        return scored_pairs(pairs, np.clip(p, 0.0, 1.0), **selected_info(state))

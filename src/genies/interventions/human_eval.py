@@ -28,6 +28,7 @@ from genies.api.intervention import (
     InterventionState,
     Requirements,
     ScoredPairs,
+    scored_pairs,
 )
 from genies.errors import GeniesError, StoreError
 from genies.hashing import sha256_text
@@ -119,5 +120,4 @@ class HumanEval(Intervention):
         if state.meta.get("intervention") != self.name:
             raise StoreError("not a human_eval state")
         p, labels, answers = label_pairs(pairs, ctx.seed, max_chars=cfg.max_chars)
-        info = {"annotator": cfg.annotator, "correct_label": labels, "answers": answers}
-        return ScoredPairs([x.id for x in pairs], p, info=info)
+        return scored_pairs(pairs, p, annotator=cfg.annotator, correct_label=labels, answers=answers)

@@ -36,6 +36,7 @@ from genies.api.intervention import (
     LengthRule,
     Requirements,
     ScoredPairs,
+    scored_pairs,
 )
 from genies.errors import ConfigError, StoreError
 from genies.hashing import content_hash
@@ -219,7 +220,7 @@ class RewardIntervention(Intervention):
                 f"intervention state was made by {state.meta.get('intervention')!r}, not {self.name!r}"
             )
         if not pairs:
-            return ScoredPairs([], [], info={})
+            return scored_pairs(pairs, [])
         check_4bit(cfg.load_in_4bit, ctx.model.device)
         encoded = encode_pairs(ctx, pairs)
         with self.attach(ctx, cfg, dict(state.tensors), False) as att:
@@ -227,7 +228,7 @@ class RewardIntervention(Intervention):
                 m.eval()
             with ctx.progress(len(pairs), f"{self.name} scoring") as advance:
                 p = score_encoded(att.reward, encoded, batch_size=cfg.eval_batch_size, advance=advance)
-        return ScoredPairs([x.id for x in pairs], p, info={"reward": "sigmoid(r_chosen - r_rejected)"})
+        return scored_pairs(pairs, p, reward="sigmoid(r_chosen - r_rejected)")
 
 
 def head_tensor(

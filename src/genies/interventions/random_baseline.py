@@ -27,6 +27,7 @@ from genies.api.intervention import (
     InterventionState,
     Requirements,
     ScoredPairs,
+    scored_pairs,
 )
 from genies.errors import StoreError
 from genies.hashing import sha256_text
@@ -81,4 +82,4 @@ class RandomBaseline(Intervention):
                 p[i] = cfg.confidence if u < 0.5 else 1.0 - cfg.confidence
             else:
                 p[i] = 0.5
-        return ScoredPairs([x.id for x in pairs], p, info={"mode": cfg.mode})
+        return scored_pairs(pairs, p, mode=cfg.mode)

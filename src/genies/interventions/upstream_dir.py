@@ -42,6 +42,7 @@ from genies.api.intervention import (
     LengthRule,
     Requirements,
     ScoredPairs,
+    scored_pairs,
 )
 from genies.errors import ConfigError, GeniesError, StoreError
 from genies.hashing import sha256_file, sha256_text
@@ -187,7 +188,7 @@ class UpstreamDir(Intervention):
             raise StoreError("not a state of this upstream directory")
         path = self._check_dir(cfg)
         if not pairs:
-            return ScoredPairs([], [], info={})
+            return scored_pairs(pairs, [])
         with tempfile.TemporaryDirectory(prefix="genies-upstream-") as tmp:
             out = Path(tmp) / "model"
             out.mkdir()
@@ -214,9 +215,7 @@ class UpstreamDir(Intervention):
                 raise GeniesError(
                     f"{path / 'eval.py'} wrote no readable JSON to its output path: {exc}"
                 ) from None
-        return ScoredPairs(
-            [p.id for p in pairs], _probabilities(doc, len(pairs), path), info={"reported": _reported(doc)}
-        )
+        return scored_pairs(pairs, _probabilities(doc, len(pairs), path), reported=_reported(doc))
 
 
 def _reported(doc: dict[str, Any]) -> dict[str, Any]:
