@@ -53,12 +53,9 @@ def make_tiny_llama(
     seed: int = 0,
 ) -> Path:
     """Write a tiny random LLaMA causal LM + tokenizer to ``directory`` (safetensors) and return it."""
-    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tok = make_tiny_tokenizer(directory)
+    directory, tok = _tiny_folder(directory)
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=hidden_size,
@@ -71,28 +68,46 @@ def make_tiny_llama(
         eos_token_id=tok.eos_token_id,
         tie_word_embeddings=False,
     )
+    return _save_tiny(LlamaForCausalLM, config, directory, seed=seed)
+
+
+def _tiny_folder(directory: str | Path):
+    """``directory`` (created) and the tiny tokenizer saved in it."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory, make_tiny_tokenizer(directory)
+
+
+def _sharpen_head(model) -> None:
+    """Larger logits than the default init, so scores differ clearly between texts."""
+    model.get_output_embeddings().weight.mul_(20.0)
+
+
+def _save_tiny(model_cls, config, directory: Path, *, seed: int, init=_sharpen_head) -> Path:
+    """``model_cls(config)`` initialised from ``seed``, then ``init(model)`` (no grad), saved to
+    ``directory`` as safetensors beside its tokenizer."""
+    import torch
+
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    with torch.no_grad():  # larger logits than the default init, so scores differ clearly between texts
-        model.lm_head.weight.mul_(20.0)
+    model = model_cls(config)
+    with torch.no_grad():
+        init(model)
     model.save_pretrained(str(directory), safe_serialization=True)
     return directory
 
 
-def _save(model, directory: Path) -> Path:
-    model.save_pretrained(str(directory), safe_serialization=True)
-    return directory
+def _normal_init(model) -> None:
+    """Gemma's init leaves norms at zero gain; random weights everywhere make texts differ."""
+    for p in model.parameters():
+        p.normal_(0.0, 0.2)
 
 
 def make_tiny_gemma3(directory: str | Path, *, sliding_window: int = 8, seed: int = 0) -> Path:
     """A tiny random Gemma-3 text model: two sliding-window layers (window ``sliding_window``) and a
     full-attention one, 4 query / 2 KV heads of 16 dims on a 32-wide residual stream."""
-    import torch
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tok = make_tiny_tokenizer(directory)
+    directory, tok = _tiny_folder(directory)
     config = Gemma3TextConfig(
         vocab_size=len(tok),
         hidden_size=32,
@@ -109,22 +124,14 @@ def make_tiny_gemma3(directory: str | Path, *, sliding_window: int = 8, seed: in
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.eos_token_id,
     )
-    torch.manual_seed(seed)
-    model = Gemma3ForCausalLM(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.2)  # Gemma's init leaves norms at zero gain; random weights make texts differ
-    return _save(model, directory)
+    return _save_tiny(Gemma3ForCausalLM, config, directory, seed=seed, init=_normal_init)
 
 
 def make_tiny_neox(directory: str | Path, *, seed: int = 0) -> Path:
     """A tiny random GPT-NeoX: 2 layers, 4 heads of 8 dims, rotary on a quarter of each head."""
-    import torch
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tok = make_tiny_tokenizer(directory)
+    directory, tok = _tiny_folder(directory)
     config = GPTNeoXConfig(
         vocab_size=len(tok),
         hidden_size=32,
@@ -136,8 +143,4 @@ def make_tiny_neox(directory: str | Path, *, seed: int = 0) -> Path:
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
     )
-    torch.manual_seed(seed)
-    model = GPTNeoXForCausalLM(config)
-    with torch.no_grad():
-        model.get_output_embeddings().weight.mul_(20.0)
-    return _save(model, directory)
+    return _save_tiny(GPTNeoXForCausalLM, config, directory, seed=seed)
