@@ -10,7 +10,7 @@ Typical use::
 
 Modules, bottom up: ``registry`` and ``loading`` (names, weights, tokenizer-only helpers),
 ``templates`` and ``lengths`` (texts and their tokens), ``batching`` (token trees and batches),
-``forward`` (tree attention and hooks), ``reductions`` (log-probs), ``engine`` (the engine),
+``forward`` (tree attention and hooks), ``kernels`` (thread-invariant attention on CPU), ``reductions`` (log-probs), ``engine`` (the engine),
 ``scoring`` and ``activations`` (the public functions), ``activation_cache`` (activations on disk),
 ``check`` (``genies models check``).
 """

@@ -21,7 +21,7 @@ A call goes through four steps, each in its own module:
 or order: every token sees exactly its own prefix with its own position ids, and a response's
 log-probs are summed in token order in float64 (differences are float rounding of the forward,
 ~1e-6 in float32). On CPU, attention runs on SDPA's math backend so that results do not depend on
-the number of threads either (``deterministic=False`` keeps the fused kernel; see ``_kernels``). The first call of each path runs a self-check against the model's own unbatched
+the number of threads either (``deterministic=False`` keeps the fused kernel; see ``genies.models.kernels``). The first call of each path runs a self-check against the model's own unbatched
 forward (the reference path) on two texts that share a prefix; if it disagrees, the engine warns
 and uses the reference path. The result is remembered on the engine (one engine per loaded model).
 
@@ -106,23 +106,13 @@ class ForwardEngine:
 
     @contextlib.contextmanager
     def _kernels(self) -> Iterator[None]:
-        """No autograd; on CPU with ``deterministic`` (the default), attention on SDPA's math backend.
-
-        PyTorch's fused CPU attention kernel splits its work by the number of intra-op threads for
-        some shapes (short query blocks, small heads), so its rounding depends on the thread count:
-        a process-pool worker with 1 thread and a local run with 2 scored the same requests 1e-6
-        nats apart. The math backend is matmul + softmax, whose results do not depend on the thread
-        count; it costs about 10-30% of a CPU forward (measured on SmolLM2, crt_1). GPU kernels do
-        not depend on the host's threads, so CUDA keeps the fused kernels.
-        """
+        """No autograd; on CPU with ``deterministic`` (the default), attention on SDPA's math backend,
+        whose rounding does not depend on the thread count (``genies.models.kernels``)."""
         import torch
 
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(torch.inference_mode())
-            if self.deterministic and self.lm.device.type == "cpu":
-                from torch.nn.attention import SDPBackend, sdpa_kernel
+        from genies.models.kernels import deterministic_attention
 
-                stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        with torch.inference_mode(), deterministic_attention(self.lm.device, enabled=self.deterministic):
             yield
 
     # ------------------------------------------------------------ tokenisation

@@ -36,6 +36,7 @@ import numpy as np
 from genies.errors import ConfigError
 from genies.hashing import content_hash
 from genies.io import atomic_path
+from genies.models.kernels import deterministic_attention
 
 if TYPE_CHECKING:
     import torch
@@ -65,17 +66,6 @@ def backbone_of(model: Any) -> Any:
     return base if base is not None and base is not model else model
 
 
-def _attention_kernels(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """On CPU, SDPA's math backend: the fused kernel's rounding depends on the thread count, so a
-    1-thread worker and a 2-thread local run would train and score differently (see
-    ``ForwardEngine._kernels``). GPUs keep the fused kernels."""
-    if device.type != "cpu":
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel(SDPBackend.MATH)
-
-
 def rewards(
     backbone: Any,
     head: torch.Tensor,
@@ -98,7 +88,7 @@ def rewards(
     for i, s in enumerate(seqs):
         ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
     mask = (torch.arange(width, device=device)[None, :] < lengths[:, None]).long()  # [n, T]
-    with _attention_kernels(device):
+    with deterministic_attention(device):  # thread-invariant on CPU (genies.models.kernels)
         if prefix is None:
             out = backbone(input_ids=ids, attention_mask=mask, use_cache=False)
             last = lengths - 1
