@@ -53,6 +53,7 @@ def _register() -> None:
         results,
         run,
         shifts,
+        state,
         sweep,
         sweep_run,
     )
@@ -68,6 +69,7 @@ def _register() -> None:
     demo.register(app)
     sweep.register(app)
     report.register(app)
+    state.register(app)
 
 
 _register()

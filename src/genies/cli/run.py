@@ -166,6 +166,10 @@ def run_command(
     err.print(f"target-tuned capability: {ttc_desc}", markup=False)
     err.print(f"store: {outcome.counters.summary()}", markup=False)
     err.print(
+        f"fitted states (chosen layers/heads, probe accuracies): genies show-state --list --store {p.store.root}",
+        markup=False,
+    )
+    err.print(
         f"wrote {outcome.csv_path} and {outcome.json_path} in {time.perf_counter() - t0:.1f} s", markup=False
     )
 
