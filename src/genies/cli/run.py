@@ -117,6 +117,12 @@ def run_command(
     workers: int = typer.Option(
         1, "--workers", "-w", help="Worker processes (1: in this process, sequentially)."
     ),
+    activation_dtype: str = typer.Option(
+        "float32",
+        "--activation-dtype",
+        help="Storage dtype of the activation cache the representation methods read: float32 or "
+        "bfloat16 (half the disk; read back as float32; part of the cache key).",
+    ),
 ) -> None:
     import time
 
@@ -153,6 +159,7 @@ def run_command(
         progress=progress,
         executor=executor,
         workers=workers,
+        activation_dtype=activation_dtype,
     )
     t0 = time.perf_counter()
     outcome = run_suite(options, console=err)
