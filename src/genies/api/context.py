@@ -229,6 +229,15 @@ class InterventionContext:
     ) -> Mapping[str, torch.Tensor]:
         """Activations of ``texts`` at ``sites`` through the activation cache (seams.md §3); the model
         is loaded only if some text is not cached yet."""
+        return self._activation_cache().get(lambda: self.engine, list(texts), tuple(sites), template)
+
+    def activation_reader(self, texts: Sequence[Any], site: str, template: str | None = None) -> Any:
+        """One ``site`` of ``texts`` as a block reader (``ActivationCache.reader``): ``read(slice)``
+        gives float32 ``[n, layers in the slice, ...]`` read memory-mapped from the cache's shards, so
+        probe fitting holds one block of layers at a time instead of the whole site."""
+        return self._activation_cache().reader(lambda: self.engine, list(texts), site, template)
+
+    def _activation_cache(self) -> Any:
         if self._cache is None:
             if self._activations_root is None:
                 raise GeniesError("no activation cache is configured for this context")
@@ -238,7 +247,7 @@ class InterventionContext:
 
                 key = content_hash(dict(self.model.identity), 32)
             self._cache = open_activation_cache(self._activations_root, key, self.activation_dtype)
-        return self._cache.get(lambda: self.engine, list(texts), tuple(sites), template)
+        return self._cache
 
     @contextlib.contextmanager
     def adapter(
