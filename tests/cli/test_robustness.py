@@ -320,6 +320,11 @@ CASES: list[Case] = [
     C("evaluate-data-dir-is-a-file", *EVAL, "-d", "toy_a", "--data-dir", "{file}", says="is a file"),
     C("evaluate-model-is-an-empty-dir", "evaluate", "-i", "zero_shot", "-m", "{dir}", "-d", "toy_a", "--device", "cpu", says="has no config.json", status=True),
     C("evaluate-bool-for-int", *EVAL, "-d", "toy_a", "-i", "few_shot", "--set", "num_shots=true", says="num_shots"),
+    # --- show-state (tests/cli/test_show_state.py has more)
+    C("show-state-unknown-key", "show-state", "ffffnope", says="no state with key 'ffffnope'"),
+    C("show-state-no-key", "show-state", says="give a state KEY"),
+    C("show-state-top-zero", "show-state", "--list", "--top", "0", exit=2, says="Invalid value"),
+    C("show-state-store-missing", "show-state", "--list", "--store", "{tmp}/nope", says="does not exist"),
     # --- sweep (tune stream)
     C("sweep-bad-grid", "sweep", "-i", "random", "-d", "toy_a", "--grid", "mode", says="bad --grid"),
     C("sweep-unknown-key", "sweep", "-i", "random", "-d", "toy_a", "--grid", "lr=1,2", says="no config key"),

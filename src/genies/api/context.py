@@ -53,11 +53,11 @@ def make_engine(lm: LoadedModel) -> Any:
     return ForwardEngine(lm)
 
 
-def open_activation_cache(root: Path, model_key: str) -> Any:
-    """``genies.models.activation_cache.ActivationCache(root, model_key)`` (seams.md §3)."""
+def open_activation_cache(root: Path, model_key: str, dtype: str = "float32") -> Any:
+    """``genies.models.activation_cache.ActivationCache(root, model_key, dtype=dtype)`` (seams.md §3)."""
     from genies.models.activation_cache import ActivationCache
 
-    return ActivationCache(root, model_key)
+    return ActivationCache(root, model_key, dtype=dtype)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- the model of a process
@@ -171,8 +171,10 @@ class InterventionContext:
         progress: ProgressFactory | None = None,
         log: Callable[[str], None] | None = None,
         model_key: str | None = None,
+        activation_dtype: str = "float32",
     ) -> None:
         self.seed = int(seed)
+        self.activation_dtype = activation_dtype
         self._session = session
         self._activations_root = activations_root
         self._checkpoint_dir = checkpoint_dir
@@ -227,6 +229,15 @@ class InterventionContext:
     ) -> Mapping[str, torch.Tensor]:
         """Activations of ``texts`` at ``sites`` through the activation cache (seams.md §3); the model
         is loaded only if some text is not cached yet."""
+        return self._activation_cache().get(lambda: self.engine, list(texts), tuple(sites), template)
+
+    def activation_reader(self, texts: Sequence[Any], site: str, template: str | None = None) -> Any:
+        """One ``site`` of ``texts`` as a block reader (``ActivationCache.reader``): ``read(slice)``
+        gives float32 ``[n, layers in the slice, ...]`` read memory-mapped from the cache's shards, so
+        probe fitting holds one block of layers at a time instead of the whole site."""
+        return self._activation_cache().reader(lambda: self.engine, list(texts), site, template)
+
+    def _activation_cache(self) -> Any:
         if self._cache is None:
             if self._activations_root is None:
                 raise GeniesError("no activation cache is configured for this context")
@@ -235,8 +246,8 @@ class InterventionContext:
                 from genies.hashing import content_hash
 
                 key = content_hash(dict(self.model.identity), 32)
-            self._cache = open_activation_cache(self._activations_root, key)
-        return self._cache.get(lambda: self.engine, list(texts), tuple(sites), template)
+            self._cache = open_activation_cache(self._activations_root, key, self.activation_dtype)
+        return self._cache
 
     @contextlib.contextmanager
     def adapter(

@@ -54,6 +54,7 @@ def _register() -> None:
         results,
         run,
         shifts,
+        state,
         sweep,
         sweep_run,
     )
@@ -74,6 +75,7 @@ def _register() -> None:
     demo.register(app)
     sweep.register(app)
     report.register(app)
+    state.register(app)
 
 
 _register()

@@ -117,6 +117,12 @@ def run_command(
     workers: int = typer.Option(
         1, "--workers", "-w", help="Worker processes (1: in this process, sequentially)."
     ),
+    activation_dtype: str = typer.Option(
+        "float32",
+        "--activation-dtype",
+        help="Storage dtype of the activation cache the representation methods read: float32 or "
+        "bfloat16 (half the disk; read back as float32; part of the cache key).",
+    ),
 ) -> None:
     import time
 
@@ -153,6 +159,7 @@ def run_command(
         progress=progress,
         executor=executor,
         workers=workers,
+        activation_dtype=activation_dtype,
     )
     t0 = time.perf_counter()
     outcome = run_suite(options, console=err)
@@ -165,6 +172,10 @@ def run_command(
         ttc_desc = f"single: {name} trained and evaluated on each target_reference ({how})"
     err.print(f"target-tuned capability: {ttc_desc}", markup=False)
     err.print(f"store: {outcome.counters.summary()}", markup=False)
+    err.print(
+        f"fitted states (chosen layers/heads, probe accuracies): genies show-state --list --store {p.store.root}",
+        markup=False,
+    )
     err.print(
         f"wrote {outcome.csv_path} and {outcome.json_path} in {time.perf_counter() - t0:.1f} s", markup=False
     )

@@ -18,7 +18,7 @@ Conventions (docs/interventions.md):
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -113,6 +113,103 @@ def pair_features(
     if not (np.isfinite(pos).all() and np.isfinite(neg).all()):
         raise GeniesError(f"non-finite {site} activations (an over-length text that was not dropped?)")
     return pos, neg
+
+
+class _ArrayReader:
+    """``SiteReader``'s interface over an array already in memory (contexts without a cache reader)."""
+
+    def __init__(self, arr: np.ndarray) -> None:
+        self.arr, self.shape = arr, arr.shape
+
+    def read(self, block: slice = slice(None)) -> np.ndarray:
+        return self.arr[:, block]
+
+
+class PairSite:
+    """The ``pos``/``neg`` features of pairs at one site, read a block of layers at a time.
+
+    What ``pair_features`` returns, without holding it: ``layers(l0, l1)`` is ``(pos, neg)`` of the
+    units of layers ``l0 … l1−1`` (``[n_pairs, units, d]``), read memory-mapped from the activation
+    cache (``ctx.activation_reader``), and ``units(idx)`` gathers chosen units. Values are exactly
+    those of ``pair_features`` (the same float32 numbers, gathered the same way). ``alpha`` combines
+    two sites (cra: ``yes − alpha·no``)."""
+
+    def __init__(self, ctx: Any, pairs: Sequence[Pair], site: str, template: str | None) -> None:
+        texts = pair_texts(pairs)
+        where = {t: i for i, t in enumerate(texts)}
+        self.site = site
+        self.pos_rows = np.array([where[(p.prompt, p.correct)] for p in pairs], dtype=np.int64)
+        self.neg_rows = np.array([where[(p.prompt, p.incorrect)] for p in pairs], dtype=np.int64)
+        open_reader = getattr(ctx, "activation_reader", None)
+        if open_reader is None:
+            acts = ctx.activations(texts, (site,), template)[site]
+            self.reader: Any = _ArrayReader(acts.detach().to("cpu").float().numpy())
+        else:
+            self.reader = open_reader(texts, site, template)
+        shape = tuple(self.reader.shape)
+        self.n_layers = shape[1]
+        self.per_layer = shape[2] if site == "heads" else 1  # units per layer
+        self.dim = shape[-1]
+        self.others: list[tuple[PairSite, float]] = []
+
+    def minus(self, other: PairSite, alpha: float) -> PairSite:
+        """This site's features minus ``alpha`` times ``other``'s (same pairs and shapes)."""
+        self.others.append((other, alpha))
+        return self
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.pos_rows)
+
+    @property
+    def n_units(self) -> int:
+        return self.n_layers * self.per_layer
+
+    def _own(self, l0: int, l1: int) -> tuple[np.ndarray, np.ndarray]:
+        arr = self.reader.read(slice(l0, l1))
+        if self.site == "heads":
+            arr = arr.reshape(arr.shape[0], arr.shape[1] * arr.shape[2], arr.shape[3])
+        pos, neg = arr[self.pos_rows], arr[self.neg_rows]
+        if not (np.isfinite(pos).all() and np.isfinite(neg).all()):
+            raise GeniesError(
+                f"non-finite {self.site} activations (an over-length text that was not dropped?)"
+            )
+        return pos, neg
+
+    def layers(self, l0: int, l1: int) -> tuple[np.ndarray, np.ndarray]:
+        pos, neg = self._own(l0, l1)
+        for other, alpha in self.others:
+            p2, n2 = other.layers(l0, l1)
+            pos, neg = pos - alpha * p2, neg - alpha * n2
+        return pos, neg
+
+    def blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(pos, neg)`` of each layer in turn: units ``[l·per_layer, (l+1)·per_layer)``."""
+        for layer in range(self.n_layers):
+            yield self.layers(layer, layer + 1)
+
+    def diff(self, layer: int) -> np.ndarray:
+        """float64 ``pos − neg`` of one layer's single unit (``resid``): ``[n_pairs, d]``."""
+        pos, neg = self.layers(layer, layer + 1)
+        return (pos[:, 0] - neg[:, 0]).astype(np.float64)
+
+    def units(self, idx: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(pos[rows][:, idx], neg[rows][:, idx])`` (all pairs when ``rows`` is None), reading only
+        the layers that hold the units. The arrays have the memory layout numpy gives that
+        expression (unit-major, ``[k, n, d]`` in memory, seen as ``[n, k, d]``), so sums over ``d``
+        round exactly as they did on the whole array."""
+        idx = np.asarray(idx, dtype=np.int64)
+        n = self.n_pairs if rows is None else len(rows)
+        pos = np.empty((len(idx), n, self.dim), dtype=np.float32)
+        neg = np.empty_like(pos)
+        for layer in sorted({int(u) // self.per_layer for u in idx}):
+            here = np.flatnonzero(idx // self.per_layer == layer)
+            p, q = self.layers(layer, layer + 1)
+            if rows is not None:
+                p, q = p[rows], q[rows]
+            pick = idx[here] % self.per_layer
+            pos[here], neg[here] = p[:, pick].transpose(1, 0, 2), q[:, pick].transpose(1, 0, 2)
+        return pos.transpose(1, 0, 2), neg.transpose(1, 0, 2)
 
 
 def split_pairs(n: int, val_ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -231,19 +328,25 @@ def resolve_k(cfg: InterventionConfig, field: str, n_units: int, what: str, ctx:
 
 
 def fit_mass_mean(
-    ctx: InterventionContext, pos: np.ndarray, neg: np.ndarray, k: int, cfg: MassMeanConfig, what: str
+    ctx: InterventionContext, feats: PairSite, k: int, cfg: MassMeanConfig, what: str
 ) -> MassMeanFit:
-    """Upstream's mass-mean shift (§4.7 steps 3-7) on features ``pos``/``neg`` [n, U, d]."""
-    n = len(pos)
+    """Upstream's mass-mean shift (§4.7 steps 3-7) on the features ``feats`` ([n, U, d] as
+    ``pos``/``neg``), streamed layer by layer: the mass-mean directions (means over pairs, per
+    element) and the per-unit probes of one layer's units need only that layer's block."""
+    n = feats.n_pairs
     train, val = split_pairs(n, cfg.val_ratio, ctx.seed)
-    directions_all = pos.mean(0) - neg.mean(0)  # over train ∪ val pairs, as upstream
-    with ctx.progress(pos.shape[1], f"probing {pos.shape[1]} {what}") as advance:
-        acc = probe_accuracies(pos, neg, train, val, ctx.seed, advance)
+    directions_parts, acc_parts = [], []
+    with ctx.progress(feats.n_units, f"probing {feats.n_units} {what}") as advance:
+        for pos, neg in feats.blocks():
+            directions_parts.append(pos.mean(0) - neg.mean(0))  # over train ∪ val pairs, as upstream
+            acc_parts.append(probe_accuracies(pos, neg, train, val, ctx.seed, advance))
+    directions_all, acc = np.concatenate(directions_parts), np.concatenate(acc_parts)
     units = top_units(acc, k)
     directions = directions_all[units]
     coef, intercept, calibrated = 1.0, 0.0, False
     if cfg.do_calibration and len(val) >= 2:
-        coef, intercept = _alternating_calibrator(pos[val][:, units], neg[val][:, units], directions)
+        pos, neg = feats.units(units, rows=val)
+        coef, intercept = _alternating_calibrator(pos, neg, directions)
         calibrated = True
     elif cfg.do_calibration:
         ctx.log("mass-mean calibrator: fewer than 2 validation pairs; using p = x")
@@ -340,13 +443,6 @@ def unit_names(site: str, shape: tuple[int, ...]) -> list[Any]:
     return list(range(shape[0]))
 
 
-def head_grid(ctx: InterventionContext, pairs: Sequence[Pair], template: str | None) -> tuple[int, int]:
-    """``(layers, heads)`` of the ``heads`` site (read from the cached activations' shape)."""
-    texts = pair_texts(pairs[:1])
-    acts = ctx.activations(texts, ("heads",), template)["heads"]
-    return int(acts.shape[1]), int(acts.shape[2])
-
-
 # ---------------------------------------------------------------- the mass-mean intervention base
 
 
@@ -365,26 +461,19 @@ class MassMeanIntervention(Intervention):
     def requirements(self, config: InterventionConfig) -> Requirements:
         return activation_requirements((self.site,), self.templates)
 
-    def features(
-        self, ctx: InterventionContext, pairs: Sequence[Pair], cfg: Any
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return pair_features(ctx, pairs, self.site, self.templates[0])
-
-    def _unit_shape(self, ctx: InterventionContext, pairs: Sequence[Pair], n_units: int) -> tuple[int, ...]:
-        if self.site == "heads":
-            return head_grid(ctx, pairs, self.templates[0])
-        return (n_units,)
+    def features(self, ctx: InterventionContext, pairs: Sequence[Pair], cfg: Any) -> PairSite:
+        return PairSite(ctx, pairs, self.site, self.templates[0])
 
     def fit(self, ctx: InterventionContext, train: Split, config: InterventionConfig) -> InterventionState:
         cfg = self.check_config(config)
         pairs = train_pairs(train, ctx.seed)
-        pos, neg = self.features(ctx, pairs, cfg)
-        shape = self._unit_shape(ctx, pairs, pos.shape[1])
+        feats = self.features(ctx, pairs, cfg)
+        shape = (feats.n_layers, feats.per_layer) if self.site == "heads" else (feats.n_units,)
         what = "attention heads" if self.site == "heads" else "layers"
         if self.site == "heads":
             what = f"attention heads ({shape[0]} layers × {shape[1]})"
-        k = resolve_k(cfg, self.count_field, pos.shape[1], what, ctx)
-        fit = fit_mass_mean(ctx, pos, neg, k, cfg, "heads" if self.site == "heads" else "layers")
+        k = resolve_k(cfg, self.count_field, feats.n_units, what, ctx)
+        fit = fit_mass_mean(ctx, feats, k, cfg, "heads" if self.site == "heads" else "layers")
         meta = {"site": self.site, "template_name": self.template_name, "unit_shape": list(shape)}
         state = mass_mean_state(self.name, fit, meta, unit_names(self.site, shape))
         best = state.meta["selected"][0]
@@ -404,15 +493,16 @@ class MassMeanIntervention(Intervention):
         check_state(self.name, state, ("units", "directions", "probe_accuracy"), ("calibrator", "selected"))
         if not pairs:
             return scored_pairs(pairs, np.zeros(0), **selected_info(state))
-        pos, neg = self.features(ctx, pairs, cfg)
+        feats = self.features(ctx, pairs, cfg)
         units = state.tensors["units"].numpy()
         directions = state.tensors["directions"].float().numpy()
-        if units.max(initial=0) >= pos.shape[1] or directions.shape[1:] != pos.shape[2:]:
+        if units.max(initial=0) >= feats.n_units or directions.shape[1:] != (feats.dim,):
             raise StoreError(f"the {self.name} state does not match these activations' shapes")
+        pos, neg = feats.units(units)
         cal = state.meta["calibrator"]
         p, _ = mass_mean_p_correct(
-            pos[:, units],
-            neg[:, units],
+            pos,
+            neg,
             directions,
             float(cal["coef"]),
             float(cal["intercept"]),

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
 import pydantic
 
 from genies.api.intervention import InterventionConfig
@@ -21,7 +20,7 @@ from genies.interventions._representation import (
     YES_TEMPLATE,
     MassMeanConfig,
     MassMeanIntervention,
-    pair_features,
+    PairSite,
 )
 from genies.interventions.registry import register_intervention
 
@@ -53,9 +52,6 @@ class CRA(MassMeanIntervention):
     count_field = "num_intervention_heads"
     template_name = "CRA_YES_TEMPLATE − alpha·CRA_NO_TEMPLATE"
 
-    def features(
-        self, ctx: InterventionContext, pairs: Sequence[Pair], cfg: Any
-    ) -> tuple[np.ndarray, np.ndarray]:
-        pos_y, neg_y = pair_features(ctx, pairs, "heads", CRA_YES_TEMPLATE)
-        pos_n, neg_n = pair_features(ctx, pairs, "heads", CRA_NO_TEMPLATE)
-        return pos_y - cfg.alpha * pos_n, neg_y - cfg.alpha * neg_n
+    def features(self, ctx: InterventionContext, pairs: Sequence[Pair], cfg: Any) -> PairSite:
+        yes = PairSite(ctx, pairs, "heads", CRA_YES_TEMPLATE)
+        return yes.minus(PairSite(ctx, pairs, "heads", CRA_NO_TEMPLATE), cfg.alpha)

@@ -28,9 +28,9 @@ from genies.api.intervention import (
 from genies.errors import ConfigError, StoreError
 from genies.interventions._representation import (
     RAW_TEMPLATE,
+    PairSite,
     activation_requirements,
     check_state,
-    pair_features,
     pair_scale,
     sigmoid,
     split_pairs,
@@ -77,22 +77,22 @@ class LatPCA(Intervention):
 
         cfg = self.check_config(config)
         pairs = train_pairs(train, ctx.seed)
-        pos, neg = pair_features(ctx, pairs, "resid", LAT_PCA_TEMPLATE)
-        d = (pos - neg).astype(np.float64)  # [n, L, D]
-        n_layers = d.shape[1]
+        feats = PairSite(ctx, pairs, "resid", LAT_PCA_TEMPLATE)  # read one layer at a time
+        n_layers = feats.n_layers
         if cfg.layer is not None and cfg.layer >= n_layers:
             raise ConfigError(f"layer={cfg.layer} is not a layer of the model (it has {n_layers})")
-        tr, va = split_pairs(len(d), cfg.val_ratio, ctx.seed)
-        vectors, acc = np.zeros((n_layers, d.shape[2])), np.zeros(n_layers)
+        tr, va = split_pairs(feats.n_pairs, cfg.val_ratio, ctx.seed)
+        vectors, acc = np.zeros((n_layers, feats.dim)), np.zeros(n_layers)
         for layer in range(n_layers):
-            v = first_component(d[tr, layer], ctx.seed + layer)
-            if np.mean(d[tr, layer] @ v) < 0:
+            d = feats.diff(layer)  # [n, D] float64
+            v = first_component(d[tr], ctx.seed + layer)
+            if np.mean(d[tr] @ v) < 0:
                 v = -v
             vectors[layer] = v
-            proj = d[va, layer] @ v
+            proj = d[va] @ v
             acc[layer] = float(np.mean((proj > 0) + 0.5 * (proj == 0)))
         layer = int(np.argsort(-acc, kind="stable")[0]) if cfg.layer is None else cfg.layer
-        proj = d[tr, layer] @ vectors[layer]
+        proj = feats.diff(layer)[tr] @ vectors[layer]
         sigma = float(np.sqrt(np.mean(proj**2))) or 1.0
         scale = pair_scale(proj / sigma)
         ctx.log(f"lat_pca: layer {layer} (validation accuracy {acc[layer]:.3f})")
@@ -127,10 +127,11 @@ class LatPCA(Intervention):
         info = {k: state.meta[k] for k in ("layer", "layer_accuracy")}
         if not pairs:
             return ScoredPairs([], np.zeros(0), info=info)
-        pos, neg = pair_features(ctx, pairs, "resid", LAT_PCA_TEMPLATE)
+        feats = PairSite(ctx, pairs, "resid", LAT_PCA_TEMPLATE)
         layer = int(state.meta["layer"])
         v = state.tensors["vector"].double().numpy()
-        if layer >= pos.shape[1] or v.shape[0] != pos.shape[2]:
+        if layer >= feats.n_layers or v.shape[0] != feats.dim:
             raise StoreError("the lat_pca state does not match these activations' shapes")
-        s = (pos[:, layer].astype(np.float64) - neg[:, layer]) @ v / state.meta["sigma"]
+        pos, neg = feats.layers(layer, layer + 1)
+        s = (pos[:, 0].astype(np.float64) - neg[:, 0]) @ v / state.meta["sigma"]
         return ScoredPairs([p.id for p in pairs], sigmoid(state.meta["scale"] * s), info=info)

@@ -26,9 +26,9 @@ from genies.api.intervention import (
 from genies.errors import ConfigError, StoreError
 from genies.interventions._representation import (
     RAW_TEMPLATE,
+    PairSite,
     activation_requirements,
     check_state,
-    pair_features,
     sigmoid,
     split_pairs,
     train_pairs,
@@ -49,6 +49,13 @@ class LinearProbeConfig(InterventionConfig):
     layer: int | None = pydantic.Field(None, ge=0, description="Residual layer; None = best on validation.")
     C: float = pydantic.Field(1.0, gt=0, description="Inverse L2 regularisation strength (sklearn's C).")
     val_ratio: float = pydantic.Field(0.3, gt=0.0, lt=1.0)
+
+
+def _scaled(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``d`` [n, D] divided per dimension by its RMS over the pairs (1 where that is 0), and the RMS."""
+    rms = np.sqrt(np.mean(d**2, axis=0))
+    rms[rms == 0] = 1.0
+    return d / rms[None], rms
 
 
 def _probe(d: np.ndarray, c: float, seed: int) -> np.ndarray:
@@ -76,23 +83,20 @@ class LinearProbe(Intervention):
 
         cfg = self.check_config(config)
         pairs = train_pairs(train, ctx.seed)
-        pos, neg = pair_features(ctx, pairs, "resid", LINEAR_PROBE_TEMPLATE)
-        d = (pos - neg).astype(np.float64)  # [n, L, D]
-        n_layers = d.shape[1]
+        feats = PairSite(ctx, pairs, "resid", LINEAR_PROBE_TEMPLATE)  # read one layer at a time
+        n_layers = feats.n_layers
         if cfg.layer is not None and cfg.layer >= n_layers:
             raise ConfigError(f"layer={cfg.layer} is not a layer of the model (it has {n_layers})")
-        rms = np.sqrt(np.mean(d**2, axis=0))  # [L, D]
-        rms[rms == 0] = 1.0
-        d = d / rms[None]
-        tr, va = split_pairs(len(d), cfg.val_ratio, ctx.seed)
-        acc = np.zeros(n_layers)
+        tr, va = split_pairs(feats.n_pairs, cfg.val_ratio, ctx.seed)
+        acc, rms = np.zeros(n_layers), np.zeros((n_layers, feats.dim))
         with ctx.progress(n_layers, "probing layers") as advance:
             for layer in range(n_layers):
-                s = d[va, layer] @ _probe(d[tr, layer], cfg.C, ctx.seed)
+                d, rms[layer] = _scaled(feats.diff(layer))
+                s = d[va] @ _probe(d[tr], cfg.C, ctx.seed)
                 acc[layer] = float(np.mean((s > 0) + 0.5 * (s == 0)))
                 advance(1)
         layer = int(np.argsort(-acc, kind="stable")[0]) if cfg.layer is None else cfg.layer
-        w = _probe(d[:, layer], cfg.C, ctx.seed) / rms[layer]  # on raw differences
+        w = _probe(_scaled(feats.diff(layer))[0], cfg.C, ctx.seed) / rms[layer]  # on raw differences
         ctx.log(f"linear_probe: layer {layer} (validation accuracy {acc[layer]:.3f})")
         meta = {
             "intervention": self.name,
@@ -117,10 +121,11 @@ class LinearProbe(Intervention):
         info = {k: state.meta[k] for k in ("layer", "layer_accuracy")}
         if not pairs:
             return ScoredPairs([], np.zeros(0), info=info)
-        pos, neg = pair_features(ctx, pairs, "resid", LINEAR_PROBE_TEMPLATE)
+        feats = PairSite(ctx, pairs, "resid", LINEAR_PROBE_TEMPLATE)
         layer = int(state.meta["layer"])
         w = state.tensors["w"].double().numpy()
-        if layer >= pos.shape[1] or w.shape[0] != pos.shape[2]:
+        if layer >= feats.n_layers or w.shape[0] != feats.dim:
             raise StoreError("the linear_probe state does not match these activations' shapes")
-        s = (pos[:, layer].astype(np.float64) - neg[:, layer]) @ w
+        pos, neg = feats.layers(layer, layer + 1)
+        s = (pos[:, 0].astype(np.float64) - neg[:, 0]) @ w
         return ScoredPairs([p.id for p in pairs], sigmoid(s), info=info)

@@ -18,6 +18,9 @@ Layout (``root`` is ``<store>/activations``; trunk passes it)::
   recorded sha256 is reported (a warning and ``stats["bad_shards"]``), renamed to ``*.bad`` (kept for
   inspection, never read again), and its texts are recomputed.
 * ``dtype="bfloat16"`` halves the disk size; reads always return float32.
+* ``reader`` serves one site of many texts block by block along its second axis (layers), through
+  safetensors' memory-mapped slices, so probe fitting never holds a whole site of a split: each
+  shard's bytes are verified against their sha256 by streaming the file (never loaded whole).
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ class ActivationCache:
         }
         self._index: dict[str, dict[str, tuple[Path, int]]] = {}  # template key -> text sha -> (shard, row)
         self._seen: dict[str, set[Path]] = {}
+        self._verified: set[tuple[Path, str]] = set()  # (shard, site) whose bytes matched their sha256
 
     # ------------------------------------------------------------ public API
 
@@ -138,6 +142,75 @@ class ActivationCache:
         if overlength == "drop":
             out["kept"] = torch.tensor([h not in dropped for h in hashes], dtype=torch.bool)
         return out
+
+    def reader(
+        self,
+        engine: Callable[[], ForwardEngine],
+        texts: Sequence[Text],
+        site: str,
+        template: str | None = None,
+    ) -> SiteReader:
+        """A block reader of ``site`` for ``texts`` (computing the texts not cached first, as ``get``).
+
+        Every shard it reads is verified first (sha256 of the site's bytes, streamed from the file);
+        a bad one is quarantined and its texts recomputed, as in ``get``."""
+        (site,) = _check_sites((site,))
+        hashes = [text_sha256(t) for t in render_all(texts, template)]
+        for attempt in range(2):
+            index = self._refresh(template)
+            todo = [i for i, h in enumerate(hashes) if h not in index]
+            if todo:
+                self.get(engine, [texts[i] for i in todo], (site,), template)
+                index = self._refresh(template)
+            by_shard: dict[Path, list[tuple[int, int]]] = {}
+            for i, h in enumerate(hashes):
+                path, row = index[h]
+                by_shard.setdefault(path, []).append((i, row))
+            try:
+                for path in by_shard:
+                    self._verify(path, site)
+            except BadShard:
+                if attempt:
+                    raise StoreError(
+                        f"activation cache {self.folder(template)}: shards keep going bad"
+                    ) from None
+                continue
+            self.stats["texts_cached"] += len(hashes) - len(todo)
+            shape = (_read_meta(self.folder(template) / "meta.json") or {}).get(site)
+            return SiteReader(site, (len(hashes), *(shape or [])), by_shard)
+        raise AssertionError("unreachable")
+
+    def _verify(self, path: Path, site: str) -> None:
+        """Check ``site``'s bytes in ``path`` against the shard's recorded sha256 (streamed, once)."""
+        import hashlib
+        import struct
+
+        if (path, site) in self._verified:
+            return
+        try:
+            with open(path, "rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(n))
+                start, end = header[site]["data_offsets"]
+                want = (header.get("__metadata__") or {}).get(f"sha256:{site}")
+                fh.seek(8 + n + start)
+                h, left = hashlib.sha256(), end - start
+                while left > 0:
+                    block = fh.read(min(left, 1 << 22))
+                    if not block:
+                        raise BadShard("truncated")
+                    h.update(block)
+                    left -= len(block)
+        except BadShard as exc:
+            self._quarantine(path, str(exc))
+            raise
+        except Exception as exc:  # noqa: BLE001 - truncated since it was indexed, I/O errors
+            self._quarantine(path, f"unreadable ({_first_line(exc)})")
+            raise BadShard(str(exc)) from exc
+        if h.hexdigest() != want:
+            self._quarantine(path, f"corrupt: the bytes of {site!r} do not match their sha256")
+            raise BadShard("corrupt")
+        self._verified.add((path, site))
 
     # ------------------------------------------------------------ computing and writing
 
@@ -276,6 +349,38 @@ class ActivationCache:
                 del index[h]
         with contextlib.suppress(OSError):  # another process may have moved it already
             os.replace(path, path.with_suffix(path.suffix + ".bad"))
+
+
+class SiteReader:
+    """One site of ``n`` texts, read block by block: ``read(slice(l0, l1))`` is the float32 numpy
+    array ``[n, l1 − l0, ...]`` of layers ``l0 … l1−1`` (rows in the texts' order). Each call opens
+    the shards memory-mapped, copies only the block's bytes, and closes them again, so what stays
+    resident is the block (verified shards only: ``ActivationCache.reader``)."""
+
+    def __init__(
+        self, site: str, shape: tuple[int, ...], by_shard: dict[Path, list[tuple[int, int]]]
+    ) -> None:
+        self.site = site
+        self.shape = tuple(int(s) for s in shape)
+        self._by_shard = by_shard
+
+    def read(self, block: slice = slice(None)) -> Any:
+        import numpy as np
+        import torch
+        from safetensors import safe_open
+
+        width = len(range(*block.indices(self.shape[1])))
+        out = np.empty((self.shape[0], width, *self.shape[2:]), dtype=np.float32)
+        for path, places in self._by_shard.items():
+            dest = np.array([i for i, _ in places])
+            rows = torch.tensor([r for _, r in places])
+            try:
+                with safe_open(str(path), framework="pt") as f:
+                    part = f.get_slice(self.site)[:, block]
+            except Exception as exc:  # noqa: BLE001 - a shard removed or truncated after verification
+                raise StoreError(f"activation cache: cannot read {path} ({_first_line(exc)})") from None
+            out[dest] = part.index_select(0, rows).float().numpy()
+        return out
 
 
 def _first_line(exc: BaseException) -> str:

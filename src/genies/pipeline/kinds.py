@@ -28,6 +28,7 @@ from genies.hashing import content_hash
 from genies.pipeline.graph import Node
 from genies.pipeline.nodes import (
     NO_TRAIN,
+    activation_dtype_of,
     activation_texts,
     select_pairs,
     select_train,
@@ -159,6 +160,7 @@ class NodeEnv:
             progress=self.progress,
             log=self.log,
             model_key=content_hash(dict(model), 32) if model is not None else None,
+            activation_dtype=activation_dtype_of(node.inputs),
         )
 
 
@@ -312,7 +314,9 @@ class EvaluationKind:
 class ActivationsKind:
     def _args(self, node: Node, env: NodeEnv) -> tuple[Any, list[tuple[str, str]], tuple[str, ...], Any]:
         inputs = node.inputs
-        cache = open_activation_cache(env.store.activations_dir, content_hash(dict(inputs["model"]), 32))
+        cache = open_activation_cache(
+            env.store.activations_dir, content_hash(dict(inputs["model"]), 32), activation_dtype_of(inputs)
+        )
         texts = activation_texts(env.distribution(inputs["data"]["distribution"]), inputs)
         return cache, texts, tuple(inputs["spec"]["sites"]), inputs["spec"]["template"]
 

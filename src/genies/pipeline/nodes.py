@@ -5,10 +5,16 @@ it, the planner builds nodes with it, workers read data with it)::
 
     lengths      {"kind", "tokenizer_sha256", "data": DATA, "rule": {"kind", "template"}}
     state        {"kind", "intervention", "config", "model": MODEL, "train": TRAIN | None, "seed",
-                  "scoring_version"}
+                  "scoring_version"[, "activation_dtype"]}
     evaluation   {"kind", "state": <state inputs>, "eval": EVAL, "scoring_version"}
     activations  {"kind", "model": MODEL, "data": TRAIN | EVAL, "spec": {"sites", "template", "pairs"},
-                  "seed" (for one_per_example pairs of a training split, else None)}
+                  "seed" (for one_per_example pairs of a training split, else None), "dtype"}
+
+``activation_dtype`` (the activation cache's storage dtype, ``genies run --activation-dtype``) is in
+the inputs of a state whose intervention reads cached activations only when it is not the default
+``"float32"`` (so float32 keys are those of stores made before the option existed); an activations
+node always names its ``dtype``. bfloat16 and float32 activations, and what was fitted or scored on
+them, therefore never share a key (and the cache keeps them in separate folders).
 
     DATA  = {"distribution", "split", "fingerprint"}                  (fingerprint of the full split)
     TRAIN = DATA + {"limit", "drop"}        the first ``limit`` examples minus the ``drop`` indices
@@ -80,6 +86,10 @@ def lengths_node(tokenizer_sha256: str, model_name: str, data: dict[str, Any], r
     )
 
 
+#: The activation cache's storage dtypes (``genies.models.activation_cache``); the first is the default.
+ACTIVATION_DTYPES = ("float32", "bfloat16")
+
+
 def state_node(
     iv: Intervention,
     config: InterventionConfig,
@@ -87,6 +97,8 @@ def state_node(
     train: dict[str, Any] | None,
     seed: int,
     deps: Sequence[str] = (),
+    *,
+    activation_dtype: str = "float32",
 ) -> Node:
     reqs = iv.requirements(config)
     inputs = {
@@ -98,6 +110,8 @@ def state_node(
         "seed": seed,
         "scoring_version": SCORING_VERSION,
     }
+    if activation_dtype != ACTIVATION_DTYPES[0] and (reqs.fit_activations or reqs.score_activations):
+        inputs["activation_dtype"] = activation_dtype
     settings = {"config": config.model_dump(mode="json"), "module": _plugin_module(iv)}
     resources = {"model": bool(reqs.fit_model), "units": 0}
     return Node.make(
@@ -126,7 +140,12 @@ def evaluation_node(
 
 
 def activations_node(
-    model: Mapping[str, Any], selection: dict[str, Any], spec: ActivationSpec, seed: int | None
+    model: Mapping[str, Any],
+    selection: dict[str, Any],
+    spec: ActivationSpec,
+    seed: int | None,
+    *,
+    dtype: str = "float32",
 ) -> Node:
     per_example = "pair_ids" not in selection and spec.pairs == "one_per_example"
     inputs = {
@@ -135,9 +154,20 @@ def activations_node(
         "data": selection,
         "spec": spec.to_json(),
         "seed": seed if per_example else None,
+        "dtype": dtype,
     }
     label = f"activations of {selection['distribution']} ({selection['split']}, {', '.join(spec.sites)})"
+    if dtype != ACTIVATION_DTYPES[0]:
+        label += f" [{dtype}]"
     return Node.make("activations", inputs, resources={"model": True, "units": 0}, label=label)
+
+
+def activation_dtype_of(node_inputs: Mapping[str, Any]) -> str:
+    """The activation storage dtype a state, evaluation or activations node reads (default float32)."""
+    if node_inputs.get("kind") == "activations":
+        return str(node_inputs.get("dtype", ACTIVATION_DTYPES[0]))
+    state = node_inputs["state"] if node_inputs.get("kind") == "evaluation" else node_inputs
+    return str(state.get("activation_dtype", ACTIVATION_DTYPES[0]))
 
 
 def describe_evaluation(inputs: Mapping[str, Any]) -> dict[str, Any]:

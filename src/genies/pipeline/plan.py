@@ -114,10 +114,13 @@ class Planner:
         limit: int | None,
         train_limit: int | None | str = "limit",
         over_length: OverLength = no_over_length,
+        activation_dtype: str = "float32",
     ) -> None:
         """``limit``: pairs per evaluation; ``train_limit``: examples per training split (default:
-        the same number, as ``genies run --limit``; ``genies evaluate`` trains on whole splits)."""
+        the same number, as ``genies run --limit``; ``genies evaluate`` trains on whole splits);
+        ``activation_dtype``: the activation cache's storage dtype (part of the keys it touches)."""
         self.dists, self.model, self.seed, self.limit = distributions, dict(model), seed, limit
+        self.activation_dtype = activation_dtype
         self.train_limit: int | None = limit if train_limit == "limit" else train_limit  # type: ignore[assignment]
         self.over_length = over_length
         self.requests: list[_Request] = []
@@ -151,12 +154,14 @@ class Planner:
             head = dist.train.head(self.train_limit)
             over, checks = self._over(graph, train_id, "train", tuple(reqs.train_lengths))
             train = train_selection(dist, self.train_limit, {ex.index for ex in head.examples} & over)
+        dtype = self.activation_dtype
         deps = [
-            graph.add(activations_node(self.model, train, spec, self.seed)).key
+            graph.add(activations_node(self.model, train, spec, self.seed, dtype=dtype)).key
             for spec in reqs.fit_activations
             if train is not None
         ]
-        return graph.add(state_node(r.iv, r.cfg, self.model, train, self.seed, deps + checks))
+        node = state_node(r.iv, r.cfg, self.model, train, self.seed, deps + checks, activation_dtype=dtype)
+        return graph.add(node)
 
     def _over(
         self, graph: Graph, dist_id: str, split: str, rules: tuple[LengthRule, ...]
@@ -181,7 +186,7 @@ class Planner:
             sel = eval_selection(self.dists[r.dist_id], r.split, self.limit, over[where][0])
             reqs = r.iv.requirements(r.cfg)
             acts = [
-                graph.add(activations_node(self.model, sel, spec, None)).key
+                graph.add(activations_node(self.model, sel, spec, None, dtype=self.activation_dtype)).key
                 for spec in reqs.score_activations
             ]
             node = evaluation_node(state, sel, [*acts, *over[where][1]], needs_model=reqs.score_model)
@@ -206,9 +211,17 @@ def build_plan(
     seed: int,
     limit: int | None,
     over_length: OverLength = no_over_length,
+    activation_dtype: str = "float32",
 ) -> Plan:
     """All nodes for ``shifts``, deduplicated by key, in upstream's step order."""
-    p = Planner(distributions, model_identity, seed=seed, limit=limit, over_length=over_length)
+    p = Planner(
+        distributions,
+        model_identity,
+        seed=seed,
+        limit=limit,
+        over_length=over_length,
+        activation_dtype=activation_dtype,
+    )
     ref = {id(s): s.target_reference or s.target for s in shifts}
     base_req = {
         t: p.request(baseline, configs.baseline, None, t) for t in _unique([s.target for s in shifts])

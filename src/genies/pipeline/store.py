@@ -374,6 +374,16 @@ class ResultStore:
             self.corrupt(d, problem)
         return None
 
+    def state_keys(self) -> list[str]:
+        """The keys of every state directory (complete or not; sorted), for listing and inspection."""
+        if not self.states_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.states_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def state_problem(self, key: str) -> str | None:
+        """Why ``key``'s state directory cannot be trusted, or None (``genies show-state``)."""
+        return self._state_problem(key)[0]
+
     def _state_problem(self, key: str) -> tuple[str | None, dict[str, Any] | None]:
         """Why ``key``'s state directory cannot be trusted (sentinel, file and key checks), or None."""
         d = self.state_path(key)

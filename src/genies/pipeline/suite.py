@@ -38,7 +38,7 @@ from genies.pipeline.config import (
 from genies.pipeline.executors import NodeOutcome, check_executor, make_executor, run_graph
 from genies.pipeline.graph import Graph, Node
 from genies.pipeline.kinds import NodeEnv, RunSpec, count_reused, lookup, resolve
-from genies.pipeline.nodes import data_ref, lengths_node
+from genies.pipeline.nodes import ACTIVATION_DTYPES, data_ref, lengths_node
 from genies.pipeline.plan import OverLength, Plan, build_plan, needed_distributions
 from genies.pipeline.store import ResultStore, StoreCounters
 from genies.records import EvaluationRecord, SuiteResult
@@ -76,6 +76,7 @@ class RunOptions:
     progress: bool = True
     executor: str = "local"
     workers: int = 1
+    activation_dtype: str = "float32"
 
 
 @dataclass
@@ -319,6 +320,10 @@ def prepare_run(
     if options.seed < 0:
         raise ConfigError(f"--seed must be non-negative (got {options.seed})")
     check_executor(options.executor, options.workers)
+    if options.activation_dtype not in ACTIVATION_DTYPES:
+        raise ConfigError(
+            f"--activation-dtype must be one of {', '.join(ACTIVATION_DTYPES)} (got {options.activation_dtype!r})"
+        )
 
     main = get_intervention(options.intervention)
     baseline = get_intervention(options.baseline_intervention)
@@ -395,6 +400,7 @@ def prepare_run(
             seed=options.seed,
             limit=options.limit,
             over_length=over_length_oracle(env, tokenizer_source, dists),
+            activation_dtype=options.activation_dtype,
         )
     except BaseException:
         remove_empty(created)
