@@ -57,6 +57,7 @@ class Meter:
 
         meter = self
         extract, activations = ForwardEngine.extract, InterventionContext.activations
+        reader = InterventionContext.activation_reader
 
         def counted_extract(self, *a, **kw):
             before = self.counters["real_tokens"]
@@ -69,8 +70,14 @@ class Meter:
             meter.upstream_tokens += sum(len(ids) for ids in encode_texts(meter.tok, list(texts), template))
             return activations(self, texts, sites, template)
 
+        def counted_reader(self, texts, site, template=None):
+            meter.calls += 1
+            meter.upstream_tokens += sum(len(ids) for ids in encode_texts(meter.tok, list(texts), template))
+            return reader(self, texts, site, template)
+
         ForwardEngine.extract = counted_extract
         InterventionContext.activations = counted_activations
+        InterventionContext.activation_reader = counted_reader
 
 
 class NoCache:
@@ -84,6 +91,19 @@ class NoCache:
 
     def get(self, engine, texts, sites=("resid", "heads"), template=None, **_: Any):
         return engine().extract(list(texts), tuple(sites), template)
+
+    def reader(self, engine, texts, site, template=None):
+        return _MemoryReader(site, engine().extract(list(texts), (site,), template)[site].float().numpy())
+
+
+class _MemoryReader:
+    """``SiteReader``'s interface over an array in memory (what the fits read without the cache)."""
+
+    def __init__(self, site: str, arr: Any) -> None:
+        self.site, self.shape, self._arr = site, tuple(arr.shape), arr
+
+    def read(self, block: slice = slice(None)) -> Any:
+        return self._arr[:, block]
 
 
 def _run(name: str, suite: Path, store: Path, out: Path, args, limit: int) -> tuple[Any, float]:

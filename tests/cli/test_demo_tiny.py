@@ -143,3 +143,38 @@ def test_demo_bad_options_are_one_line_usage_errors(bad, capsys):
     code = main(["demo", *bad])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+
+
+def test_training_methods_run_on_the_telling_shifts_with_their_trainings_in_the_estimate(
+    tiny_model_dir, tmp_path, monkeypatch, capsys
+):
+    """lora_fine_tune runs on DemoConfig.shifts only (a shift file under <out>/suites), its results
+    pair with zero_shot's (same --limit), and its estimate counts the reward models it must train."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(demo_mod.DATA_SOURCE_ENV, raising=False)
+    monkeypatch.setitem(
+        demo_mod.DEMO_CONFIGS,
+        "lora_fine_tune",
+        demo_mod.DemoConfig(
+            {"num_train_steps": 1, "batch_size": 2}, train_cost=5.0, shifts=demo_mod.TELLING_SHIFTS
+        ),
+    )
+    out = tmp_path / "demo"
+    code, stdout, stderr = _demo(capsys, tiny_model_dir, out, "--interventions", "lora_fine_tune")
+    assert code == 0, stderr
+    suite = json.loads((out / "suites" / "lora_fine_tune.json").read_text())
+    assert {(s["source"], s["target"]) for s in suite} == set(demo_mod.TELLING_SHIFTS)
+    text = _flat(stdout + stderr)
+    assert "lora_fine_tune on synthetic (2 of its shifts)" in text
+    assert _status(stdout, "compare lora_fine_tune vs zero_shot") == "ran"
+
+    d = demo_mod.Demo(demo_mod.DemoOptions(), console=None)  # type: ignore[arg-type]
+    d.seconds_per_pair = 0.1
+    # 4 trainings (2 sources, 2 target references) x 1 step x 2 pairs x 5.0, plus 10 pairs x 1.0
+    assert d.estimate("lora_fine_tune", demo_mod.SYNTH_SUITE, 10, trainings=4) == pytest.approx(5.0)
+
+
+def test_interventions_needing_user_settings_are_absent_not_failed():
+    why = demo_mod.why_not_run("upstream_dir")
+    assert why is not None and "path" in why
+    assert demo_mod.why_not_run("zero_shot") is None

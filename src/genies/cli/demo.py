@@ -41,7 +41,7 @@ def demo_command(
         help="Comma-separated interventions to try \\[default: every registered one; zero_shot always].",
     ),
     limit: int = typer.Option(
-        30, "--limit", "-n", min=1, help="--limit of each synthetic run (pairs / training examples)."
+        20, "--limit", "-n", min=1, help="--limit of each synthetic run (pairs / training examples)."
     ),
     real_limit: int = typer.Option(20, "--real-limit", min=1, help="--limit of the real-data run."),
     size: int | None = typer.Option(

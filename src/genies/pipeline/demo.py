@@ -51,6 +51,8 @@ REPORT_NAME = "demo-report.html"
 DEFAULT_SECONDS_PER_PAIR = 0.5
 # The real `test` suite's texts (us_history_*) are several times longer than the synthetic ones.
 REAL_TEXT_COST = 5.0
+# Seconds kept for the results at the end (tables, paired comparisons, demo-report.html: ~5 s).
+RESULTS_RESERVE_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -59,36 +61,67 @@ class DemoConfig:
 
     ``config``: keys for its ``[intervention]`` config (keys its config class does not have are
     dropped, with a note: the table may name settings of interventions written elsewhere);
-    ``cost``: its seconds per scored pair relative to zero_shot, for the budget check (training and
-    activation extraction included); ``limit``: its own ``--limit`` instead of the demo's.
+    ``cost``: its seconds per scored pair relative to zero_shot, for the budget check (activation
+    extraction included); ``train_cost``: for a method that trains (``num_train_steps`` ×
+    ``batch_size`` pairs per training), zero_shot pair-seconds per trained pair and step (forward,
+    backward and optimizer); ``limit``: its own ``--limit`` instead of the demo's; ``shifts``: the
+    (source, target) shifts of the synthetic suite it runs on (None: all), so that a slow method
+    still shows its planted pass and fail within the budget.
     """
 
     config: dict[str, Any] = field(default_factory=dict)
     cost: float = 1.0
+    train_cost: float = 0.0
     limit: int | None = None
+    shifts: tuple[tuple[str, str], ...] | None = None
 
 
-# Tune here. Costs are rough ratios measured/guessed on SmolLM2 at the demo's sizes.
+# The shifts a training method runs on when it cannot afford all seven: one planted failure (the
+# spurious length cue flips) and one planted success (the same facts in a fictional frame), so that
+# each trains 4 reward models (2 sources, 2 target references) instead of 11.
+TELLING_SHIFTS = (
+    ("synth_shorter_correct", "synth_longer_correct"),
+    ("synth_facts", "synth_facts_fiction"),
+)
+# A training step is ~5 zero_shot pair-scorings per trained pair on SmolLM2 (two sequences forward
+# with dropout, backward ~1x forward, AdamW; 8 steps x 4 pairs took 28-42 s against 0.2 s/pair).
+TRAIN_COST = 5.0
+# LoRA at its paper settings (lr 2e-4, 150 steps x 16) barely leaves ln 2 in the few steps a CPU
+# demo affords; lr 2e-3 for 8 steps x 4 pairs learns the source (loss 0.69 -> 0.24 on the length cue).
+FAST_TUNING = {"num_train_steps": 8, "batch_size": 4, "learning_rate": 2e-3}
+
+# Tune here. Costs are rough ratios measured on SmolLM2 at the demo's sizes.
 DEMO_CONFIGS: dict[str, DemoConfig] = {
     "zero_shot": DemoConfig(),
-    # per-head activations of every pair once (cached), then small probes
-    "mms": DemoConfig(cost=1.5),
-    # a few steps of LoRA on the source: enough to move off chance on the planted shifts
-    "lora_fine_tune": DemoConfig({"num_train_steps": 40, "batch_size": 8}, cost=4.0),
+    # per-head and residual activations of every text once (cached), then small probes
+    "mms": DemoConfig(cost=2.0),
+    "lora_fine_tune": DemoConfig(FAST_TUNING, cost=1.5, train_cost=TRAIN_COST, shifts=TELLING_SHIFTS),
     # demonstrations make every prompt ~3x longer
     "few_shot": DemoConfig({"num_shots": 2}, cost=3.0),
-    "lat_stim_1": DemoConfig(cost=1.5),
-    "lat_stim_2": DemoConfig(cost=1.5),
-    "lat_pca": DemoConfig(cost=1.5),
-    "linear_probe": DemoConfig(cost=1.5),
-    "cra": DemoConfig(cost=1.5),
-    "ccs": DemoConfig(cost=1.5),
+    # these read the activations mms cached (the raw template): fits only
+    "lat_stim_1": DemoConfig(cost=0.3),
+    "lat_pca": DemoConfig(cost=0.3),
+    "linear_probe": DemoConfig(cost=0.3),
     "random": DemoConfig(cost=0.05),
-    "prompt_tuning": DemoConfig({"num_train_steps": 40, "batch_size": 8}, cost=4.0),
-    "full_fine_tune": DemoConfig({"num_train_steps": 20, "batch_size": 8}, cost=8.0),
+    # new templates: a forward pass over every text again
+    "lat_stim_2": DemoConfig(cost=2.0),
+    "cra": DemoConfig(cost=3.0),
+    "ccs": DemoConfig(cost=3.0),
+    "prompt_tuning": DemoConfig(
+        {**FAST_TUNING, "learning_rate": 0.0052},
+        cost=1.5,
+        train_cost=TRAIN_COST,
+        shifts=TELLING_SHIFTS,
+    ),
+    "full_fine_tune": DemoConfig(
+        {**FAST_TUNING, "learning_rate": 2e-5},
+        cost=1.5,
+        train_cost=2 * TRAIN_COST,
+        shifts=TELLING_SHIFTS,
+    ),
 }
 # Run first (after zero_shot), in this order; then the rest of DEMO_CONFIGS, then other plug-ins.
-DEMO_ORDER = ("zero_shot", "mms", "lora_fine_tune", "few_shot")
+DEMO_ORDER = ("zero_shot", "mms", "lora_fine_tune", "lat_stim_1", "lat_pca", "linear_probe", "random")
 # Never run by the demo, whatever is registered.
 NOT_IN_DEMO: dict[str, str] = {"human_eval": "interactive: it asks a person to label pairs"}
 
@@ -107,7 +140,7 @@ class DemoOptions:
     seed: int = 0
     train_size: int | None = None  # None: the generator's defaults (200 / 100)
     test_size: int | None = None
-    limit: int | None = 30
+    limit: int | None = 20
     real_limit: int = 20
     interventions: Sequence[str] | None = None  # None: every registered one (budget permitting)
     data_source: str | None = None  # a release to import for the real step (default $GENIES_DATA_SOURCE)
@@ -169,6 +202,10 @@ def why_not_run(name: str) -> str | None:
     cls = intervention_class(name)
     if getattr(cls, "interactive", False):
         return "interactive"
+    table = DEMO_CONFIGS.get(name, DemoConfig()).config
+    required = [k for k, f in cls.Config.model_fields.items() if f.is_required() and k not in table]
+    if required:  # e.g. upstream_dir: a directory of scripts that only its user can name
+        return f"needs settings only you can choose ({', '.join(required)})"
     return None
 
 
@@ -293,10 +330,29 @@ class Demo:
             return f"{src} has no `{REAL_SUITE}` suite distributions"
         return None
 
-    def estimate(self, name: str, suite: str, pairs: int) -> float:
+    def estimate(self, name: str, suite: str, pairs: int, trainings: int = 0) -> float:
+        """Seconds a run should take: its pairs to score, and for a method that trains, its trainings
+        (``trainings`` states to fit × steps × batch pairs), in zero_shot's measured seconds per pair."""
         rate = self.seconds_per_pair if self.seconds_per_pair is not None else DEFAULT_SECONDS_PER_PAIR
         scale = 1.0 if suite == SYNTH_SUITE else REAL_TEXT_COST
-        return pairs * rate * scale * DEMO_CONFIGS.get(name, DemoConfig()).cost
+        cfg = DEMO_CONFIGS.get(name, DemoConfig())
+        per_training = cfg.config.get("num_train_steps", 0) * cfg.config.get("batch_size", 0) * cfg.train_cost
+        return (pairs * cfg.cost + trainings * per_training) * rate * scale
+
+    def suite_for(self, name: str, suite: str) -> tuple[str, str]:
+        """The ``--suite`` of ``name``'s run and how to name it: the whole suite, or for an
+        intervention with ``DemoConfig.shifts`` a shift file of those (written under ``out``)."""
+        shifts = DEMO_CONFIGS.get(name, DemoConfig()).shifts
+        if suite != SYNTH_SUITE or shifts is None:
+            return suite, suite
+        from genies.io import atomic_write_text
+        from genies.shifts import get_suite
+
+        chosen = [s for s in get_suite(SYNTH_SUITE, self.o.data_dir) if (s.source, s.target) in shifts]
+        path = self.o.out / "suites" / f"{name}.json"
+        rows = [{"source": s.source, "target": s.target, "category": s.category} for s in chosen]
+        atomic_write_text(path, json.dumps(rows, indent=1) + "\n")
+        return str(path), f"{suite} ({len(chosen)} of its shifts)"
 
     def run_one(self, name: str, suite: str, limit: int | None) -> Step | None:
         """``genies run -i NAME --suite SUITE --limit N`` through run_suite, budget permitting."""
@@ -313,9 +369,11 @@ class Demo:
             self.say(f"note: {name} has no config key(s) {', '.join(dropped)}; its defaults are used")
         cfg = DEMO_CONFIGS.get(name, DemoConfig())
         limit = cfg.limit if cfg.limit is not None else limit
+        run_suite, shown = self.suite_for(name, suite)
+        label = f"{name} on {shown}"
         options = RunOptions(
             intervention=name,
-            suite=suite,
+            suite=run_suite,
             model=self.o.model,
             limit=limit,
             seed=self.o.seed,
@@ -335,8 +393,11 @@ class Demo:
                 return step
             todo = [n for n in prepared.plan.evaluations if prepared.store.load_evaluation(n.key) is None]
             pairs = sum(int(n.resources.get("units", 0)) for n in todo)
-            est = self.estimate(name, suite, pairs)
-            if self.steps_run() and est > self.left():
+            trainings = sum(
+                1 for k in prepared.plan.states if prepared.store.load_state(k, report=False) is None
+            )
+            est = self.estimate(name, suite, pairs, trainings)
+            if self.steps_run() and est > self.left() - RESULTS_RESERVE_S:
                 remove_empty(prepared.created)
                 step.status = "skipped"
                 step.note = f"needs ~{_clock(est)}, {_clock(max(self.left(), 0))} left (raise --budget)"
@@ -372,9 +433,21 @@ class Demo:
         self.prepare_model()
         self.generate_data()
         unregistered = []
-        for name in run_order(self.o.interventions):
+        order = run_order(self.o.interventions)
+        # DEMO_ORDER first, then the real data (a small zero_shot run), then what else fits.
+        first = [n for n in order if n in DEMO_ORDER]
+        for name in first:
+            self.run_one(name, SYNTH_SUITE, self.o.limit)
+        why = self.import_official()
+        if why is None:
+            self.run_one("zero_shot", REAL_SUITE, self.o.real_limit)
+        else:
+            self.say(f"real-data step skipped: {why}")
+        for name in order:
+            if name in first:
+                continue
             # Table entries for interventions this build lacks are one line together, not one each.
-            if name not in DEMO_ORDER and self.o.interventions is None and why_not_run(name) == UNREGISTERED:
+            if self.o.interventions is None and why_not_run(name) == UNREGISTERED:
                 unregistered.append(name)
                 continue
             self.run_one(name, SYNTH_SUITE, self.o.limit)
@@ -383,11 +456,6 @@ class Demo:
             self.steps.append(
                 Step("other interventions", "absent", note=f"{UNREGISTERED}: {', '.join(unregistered)}")
             )
-        why = self.import_official()
-        if why is None:
-            self.run_one("zero_shot", REAL_SUITE, self.o.real_limit)
-        else:
-            self.say(f"real-data step skipped: {why}")
         report = self.results()
         outcome = DemoOutcome(self.steps, self.o.out, report, self.elapsed())
         self.timings()
@@ -426,7 +494,7 @@ class Demo:
         for s in others:
             with self.timed(f"compare {s.intervention} vs zero_shot") as step:
                 try:
-                    c = compare_results(base.json_path, s.json_path, suite=SYNTH_SUITE, seed=self.o.seed)  # type: ignore[arg-type]
+                    c = compare_results(base.json_path, s.json_path, seed=self.o.seed, store=self.o.store)  # type: ignore[arg-type]
                 except GeniesError as exc:
                     step.status, step.note = "failed", str(exc)
                     self.say(f"comparison of {s.intervention} with zero_shot failed: {exc}")
