@@ -247,31 +247,51 @@ def main() -> None:
     ap.add_argument("--wall-limit", type=int, default=8)
     ap.add_argument("--skip-wall", action="store_true")
     ap.add_argument("--count-only", action="store_true", help="Only count planned forward tokens (no model).")
+    ap.add_argument(
+        "--suite", default=None, help="A suite instead of SHIFTS (e.g. genies; with --count-only)"
+    )
     args = ap.parse_args()
+    shifts = SHIFTS
+    if args.suite is not None:
+        from genies.shifts import get_suite
+
+        shifts = [
+            {"source": s.source, "target": s.target, "category": s.category} for s in get_suite(args.suite)
+        ]
     with tempfile.TemporaryDirectory(prefix="genies-repr-bench-") as d:
         tmp = Path(d)
         suite = tmp / "suite.json"
-        suite.write_text(json.dumps(SHIFTS), encoding="utf-8")
+        suite.write_text(json.dumps(shifts), encoding="utf-8")
+        tag = f"{args.suite}-{args.limit}" if args.suite else str(args.limit)
         if args.count_only:
             counted = count_planned(args, tmp, suite, args.limit)
-            dest = HERE / "results" / f"repr_sweep-count-{args.limit}.json"
+            dest = HERE / "results" / f"repr_sweep-count-{tag}.json"
             dest.write_text(
-                json.dumps({"model": args.model, "limit": args.limit, "shifts": SHIFTS, **counted}, indent=1)
+                json.dumps({"model": args.model, "limit": args.limit, "shifts": shifts, **counted}, indent=1)
             )
             print(json.dumps(counted), f"wrote {dest}")
             return
         t0 = time.perf_counter()
-        result: dict[str, Any] = {"model": args.model, "limit": args.limit, "shifts": SHIFTS,
+        result: dict[str, Any] = {"model": args.model, "limit": args.limit, "shifts": shifts,
                                   "cpu_count": os.cpu_count(), "sweep": sweep(args, tmp, suite)}  # fmt: skip
         result["sweep"]["wall_s"] = round(time.perf_counter() - t0, 1)
+        # The upstream design's tokens counted from the plans (each pair's two texts per fit and
+        # evaluation, duplicates included, as one-sequence-at-a-time code embeds them) against what
+        # the engine ran: the meter's count above dedups texts within a call, a lower bound.
+        planned = count_planned(args, tmp, suite, args.limit)
+        result["sweep"]["planned"] = planned
+        result["sweep"]["token_ratio_planned_upstream"] = round(
+            planned["upstream_tokens"] / max(result["sweep"]["engine_tokens"], 1), 2
+        )
         if not args.skip_wall:
             result["wall"] = {"limit": args.wall_limit, "methods": WALL_METHODS, **wall(args, tmp, suite)}
-    dest = HERE / "results" / f"repr_sweep-{args.limit}.json"
+    dest = HERE / "results" / f"repr_sweep-{tag}.json"
     dest.parent.mkdir(exist_ok=True)
     dest.write_text(json.dumps(result, indent=1), encoding="utf-8")
     s = result["sweep"]
     print(f"forward tokens: engine {s['engine_tokens']}, upstream design {s['upstream_tokens']} "
-          f"(ratio {s['token_ratio']}x); wrote {dest}")  # fmt: skip
+          f"(ratio {s['token_ratio']}x; against the planned upstream count {s['planned']['upstream_tokens']}: "
+          f"{s['token_ratio_planned_upstream']}x); wrote {dest}")  # fmt: skip
     if "wall" in result:
         print(f"wall: cached {result['wall']['cached']['wall_s']} s, uncached {result['wall']['uncached']['wall_s']} s "
               f"(ratio {result['wall']['ratio']}x)")  # fmt: skip
