@@ -18,7 +18,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 _CHUNK = 1 << 22
 
@@ -47,6 +47,21 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(_CHUNK), b""):
             h.update(block)
+    return h.hexdigest()
+
+
+def sha256_range(fh: BinaryIO, start: int, length: int) -> str | None:
+    """sha256 of ``length`` bytes of an open file from offset ``start``, read in 4 MiB blocks;
+    None when the file ends first (truncated)."""
+    h = hashlib.sha256()
+    fh.seek(start)
+    left = length
+    while left > 0:
+        block = fh.read(min(left, _CHUNK))
+        if not block:
+            return None
+        h.update(block)
+        left -= len(block)
     return h.hexdigest()
 
 

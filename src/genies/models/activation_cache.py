@@ -182,8 +182,9 @@ class ActivationCache:
 
     def _verify(self, path: Path, site: str) -> None:
         """Check ``site``'s bytes in ``path`` against the shard's recorded sha256 (streamed, once)."""
-        import hashlib
         import struct
+
+        from genies.hashing import sha256_range
 
         if (path, site) in self._verified:
             return
@@ -193,21 +194,16 @@ class ActivationCache:
                 header = json.loads(fh.read(n))
                 start, end = header[site]["data_offsets"]
                 want = (header.get("__metadata__") or {}).get(f"sha256:{site}")
-                fh.seek(8 + n + start)
-                h, left = hashlib.sha256(), end - start
-                while left > 0:
-                    block = fh.read(min(left, 1 << 22))
-                    if not block:
-                        raise BadShard("truncated")
-                    h.update(block)
-                    left -= len(block)
+                got = sha256_range(fh, 8 + n + start, end - start)
+                if got is None:
+                    raise BadShard("truncated")
         except BadShard as exc:
             self._quarantine(path, str(exc))
             raise
         except Exception as exc:  # noqa: BLE001 - truncated since it was indexed, I/O errors
             self._quarantine(path, f"unreadable ({_first_line(exc)})")
             raise BadShard(str(exc)) from exc
-        if h.hexdigest() != want:
+        if got != want:
             self._quarantine(path, f"corrupt: the bytes of {site!r} do not match their sha256")
             raise BadShard("corrupt")
         self._verified.add((path, site))
