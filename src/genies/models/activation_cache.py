@@ -32,7 +32,7 @@ import re
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -188,21 +188,14 @@ class ActivationCache:
 
         if (path, site) in self._verified:
             return
-        try:
-            with open(path, "rb") as fh:
-                (n,) = struct.unpack("<Q", fh.read(8))
-                header = json.loads(fh.read(n))
-                start, end = header[site]["data_offsets"]
-                want = (header.get("__metadata__") or {}).get(f"sha256:{site}")
-                got = sha256_range(fh, 8 + n + start, end - start)
-                if got is None:
-                    raise BadShard("truncated")
-        except BadShard as exc:
-            self._quarantine(path, str(exc))
-            raise
-        except Exception as exc:  # noqa: BLE001 - truncated since it was indexed, I/O errors
-            self._quarantine(path, f"unreadable ({_first_line(exc)})")
-            raise BadShard(str(exc)) from exc
+        with self._guarded(path), open(path, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+            start, end = header[site]["data_offsets"]
+            want = (header.get("__metadata__") or {}).get(f"sha256:{site}")
+            got = sha256_range(fh, 8 + n + start, end - start)
+            if got is None:
+                raise BadShard("truncated")
         if got != want:
             self._quarantine(path, f"corrupt: the bytes of {site!r} do not match their sha256")
             raise BadShard("corrupt")
@@ -315,27 +308,32 @@ class ActivationCache:
         for path, places in by_shard.items():
             dest = torch.tensor([i for i, _ in places])
             rows = torch.tensor([r for _, r in places])
-            try:
-                with safe_open(str(path), framework="pt") as f:
-                    meta = f.metadata() or {}
-                    for s in wanted:
-                        t = f.get_tensor(s)
-                        if meta.get(f"sha256:{s}") != _tensor_sha256(t):
-                            raise BadShard(f"corrupt: the bytes of {s!r} do not match their sha256")
-                        if s not in out:
-                            out[s] = torch.full((len(hashes), *t.shape[1:]), float("nan"))
-                        out[s][dest] = t.index_select(0, rows).float()
-            except BadShard as exc:
-                self._quarantine(path, str(exc))
-                raise
-            except Exception as exc:  # noqa: BLE001 - truncated since it was indexed, I/O errors
-                self._quarantine(path, f"unreadable ({_first_line(exc)})")
-                raise BadShard(str(exc)) from exc
+            with self._guarded(path), safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                for s in wanted:
+                    t = f.get_tensor(s)
+                    if meta.get(f"sha256:{s}") != _tensor_sha256(t):
+                        raise BadShard(f"corrupt: the bytes of {s!r} do not match their sha256")
+                    if s not in out:
+                        out[s] = torch.full((len(hashes), *t.shape[1:]), float("nan"))
+                    out[s][dest] = t.index_select(0, rows).float()
         if not out:  # nothing to read (all dropped): empty rows of the known shapes
             shapes = _read_meta(folder / "meta.json") or {}
             for s in wanted:
                 out[s] = torch.full((len(hashes), *shapes.get(s, [])), float("nan"))
         return out
+
+    @contextlib.contextmanager
+    def _guarded(self, path: Path) -> Iterator[None]:
+        """Reading ``path``: a bad or unreadable shard is quarantined and raised as ``BadShard``."""
+        try:
+            yield
+        except BadShard as exc:
+            self._quarantine(path, str(exc))
+            raise
+        except Exception as exc:  # noqa: BLE001 - truncated since it was indexed, I/O errors
+            self._quarantine(path, f"unreadable ({_first_line(exc)})")
+            raise BadShard(str(exc)) from exc
 
     def _quarantine(self, path: Path, why: str) -> None:
         self.stats["bad_shards"] += 1
