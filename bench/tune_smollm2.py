@@ -19,6 +19,10 @@ import time
 from pathlib import Path
 
 
+def _peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--intervention", default="lora_fine_tune")
@@ -29,6 +33,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="more config (JSON values)"
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
@@ -60,6 +67,7 @@ def main() -> None:
     t0 = time.perf_counter()
     z = zs.score_pairs(ctx, zs.fit(ctx, train, zcfg), pairs, zcfg)
     zero_s = time.perf_counter() - t0
+    rss_zero = _peak_rss_mb()
     print(
         f"zero_shot accuracy {summarize(z.p_correct)['accuracy']:.4f} on {len(pairs)} pairs ({zero_s:.0f}s)",
         flush=True,
@@ -68,10 +76,17 @@ def main() -> None:
     values = {"num_train_steps": args.steps, "batch_size": args.batch}
     if args.lr is not None:
         values["learning_rate"] = args.lr
+    for item in args.set:
+        key, _, raw = item.partition("=")
+        try:
+            values[key] = json.loads(raw)
+        except ValueError:
+            values[key] = raw
     cfg = it.make_config(values)
     t0 = time.perf_counter()
     state = it.fit(ctx, train, cfg)
     fit_s = time.perf_counter() - t0
+    rss_fit = _peak_rss_mb()
     t0 = time.perf_counter()
     tuned = it.score_pairs(ctx, state, pairs, cfg)
     eval_s = time.perf_counter() - t0
@@ -94,7 +109,9 @@ def main() -> None:
         "train_tokens_per_s": round(state.meta["train_tokens"] / state.meta["train_seconds"], 1),
         "eval_s": round(eval_s, 1),
         "state_bytes": size,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": _peak_rss_mb(),
+        # the process's peak after each stage: which stage sets the peak
+        "peak_rss_mb_after": {"zero_shot": rss_zero, "fit": rss_fit, "eval": _peak_rss_mb()},
         "train_log": state.meta["train_log"],
     }
     text = json.dumps(out, indent=1, default=float)

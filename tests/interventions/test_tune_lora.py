@@ -165,3 +165,29 @@ def test_genies_run_synthetic_suite(tiny_model_dir, tmp_path, capsys):
     assert "synth_add_1digit" in json.dumps(rows)
     logs = list((tmp_path / "store" / "states").rglob("train_log.jsonl"))
     assert logs and all(p.read_text().strip() for p in logs)
+
+
+def test_forward_pairs_same_loss_less_padding(lm, split):
+    """Splitting a batch into smaller forwards trains the same function (no dropout: the same
+    weights up to float rounding), is reproducible, and is part of the cache key."""
+    from genies.models.reward import _forwards
+
+    it = get_intervention("full_fine_tune")
+    base = {**FAST, "batch_size": 4, "num_train_steps": 3}
+    whole, split1 = it.make_config(base), it.make_config({**base, "forward_pairs": 1})
+    with InterventionContext.for_model(lm, seed=2) as ctx:
+        a = it.fit(ctx, split, whole)
+        b = it.fit(ctx, split, split1)
+        c = it.fit(ctx, split, split1)
+    for k in a.tensors:
+        torch.testing.assert_close(b.tensors[k], a.tensors[k], rtol=0, atol=1e-5)
+        assert torch.equal(b.tensors[k], c.tensors[k]), k
+    assert a.meta["train_tokens"] == b.meta["train_tokens"]
+    for x, y in zip(a.meta["train_log"], b.meta["train_log"], strict=True):
+        assert y["loss"] == pytest.approx(x["loss"], abs=1e-5)
+    assert it.key_config(whole) != it.key_config(split1)
+    chunk = [([1] * 5, [1] * 2), ([1], [1]), ([1] * 3, [1] * 9)]
+    assert [p for _, p in _forwards(chunk, None, 7)] == [chunk]
+    parts = _forwards(chunk, 2, 7)
+    assert [len(p) for _, p in parts] == [2, 1] and parts[0][1][0] == ([1], [1])  # sorted by length
+    assert len({s for s, _ in parts}) == 2

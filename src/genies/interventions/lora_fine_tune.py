@@ -67,6 +67,15 @@ class RewardConfig(InterventionConfig):
     load_in_4bit: bool = pydantic.Field(
         False, description="Train/score a 4-bit NF4 copy of the model (CUDA + bitsandbytes only)."
     )
+    forward_pairs: int | None = pydantic.Field(
+        None,
+        ge=1,
+        description=(
+            "Pairs per training forward inside a batch (None: the whole batch, as upstream). "
+            "Smaller cuts peak memory and padding; the loss is the same, float rounding and dropout "
+            "masks are not, so it enters the cache key."
+        ),
+    )
     eval_batch_size: int = pydantic.Field(16, ge=1, description="Pairs per scoring forward (result-neutral).")
     log_every: int = pydantic.Field(10, ge=1, description="Steps per JSONL log entry.")
     checkpoint_every: int = pydantic.Field(10, ge=1, description="Steps per checkpoint (result-neutral).")
@@ -160,6 +169,7 @@ class RewardIntervention(Intervention):
             weight_decay=cfg.weight_decay,
             log_every=cfg.log_every,
             checkpoint_every=cfg.checkpoint_every,
+            forward_pairs=cfg.forward_pairs,
         )
         fingerprint = content_hash(
             {

@@ -153,6 +153,7 @@ class TrainSettings:
     weight_decay: float = 0.0
     log_every: int = 10
     checkpoint_every: int = 10
+    forward_pairs: int | None = None  # pairs per forward inside a micro-batch (None: all of them)
 
 
 @dataclass
@@ -284,14 +285,19 @@ def train_reward_model(
             for a in range(settings.grad_accum):
                 m = step * settings.grad_accum + a
                 chunk = [encoded[i] for i in perms.batch(m, settings.batch_size)]
-                with seeded_torch(_u64(ctx.seed, "reward-dropout", m)):
-                    r = reward_fn([s for pair in chunk for s in pair])
                 result.tokens += sum(len(s) for pair in chunk for s in pair)
-                diff = r[0::2] - r[1::2]
-                loss = -torch.nn.functional.logsigmoid(diff).mean()
-                (loss / settings.grad_accum).backward()
-                losses += float(loss.detach()) / settings.grad_accum
-                accs += float(((diff > 0).float() + 0.5 * (diff == 0).float()).mean()) / settings.grad_accum
+                for seed, part in _forwards(
+                    chunk, settings.forward_pairs, _u64(ctx.seed, "reward-dropout", m)
+                ):
+                    with seeded_torch(seed):
+                        r = reward_fn([s for pair in part for s in pair])
+                    diff = r[0::2] - r[1::2]
+                    loss = -torch.nn.functional.logsigmoid(diff).mean()
+                    frac = len(part) / len(chunk)  # this forward's share of the micro-batch mean
+                    ((loss if frac == 1 else loss * frac) / settings.grad_accum).backward()
+                    losses += float(loss.detach()) * frac / settings.grad_accum
+                    acc = float(((diff > 0).float() + 0.5 * (diff == 0).float()).mean())
+                    accs += acc * frac / settings.grad_accum
             if settings.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_([params[n] for n in names], settings.max_grad_norm)
             opt.step()
@@ -315,6 +321,26 @@ def train_reward_model(
     if not all(math.isfinite(e["loss"]) for e in result.log):
         raise ConfigError(f"{what} diverged (non-finite loss); lower learning_rate")
     return result
+
+
+def _forwards(
+    chunk: list[tuple[Tokens, Tokens]], forward_pairs: int | None, seed: int
+) -> list[tuple[int, list[tuple[Tokens, Tokens]]]]:
+    """A micro-batch's forward passes as ``(dropout seed, pairs)``.
+
+    ``forward_pairs`` None (or ≥ the micro-batch): one forward of every pair, padded to the longest
+    sequence, as upstream. Smaller: the pairs sorted by length (stable) and cut into forwards of at
+    most ``forward_pairs`` pairs whose gradients are summed with their share of the mean, so the
+    loss is the same function; peak activation memory and padding shrink with the forward, at the
+    price of smaller matmuls. Each forward's dropout is seeded from the micro-batch's seed and its
+    position, so a run is still reproducible (its masks differ from the one-forward run's).
+    """
+    if forward_pairs is None or forward_pairs >= len(chunk):
+        return [(seed, chunk)]
+    order = sorted(range(len(chunk)), key=lambda i: max(len(chunk[i][0]), len(chunk[i][1])))
+    ranked = [chunk[i] for i in order]
+    starts = range(0, len(ranked), forward_pairs)
+    return [(_u64(seed, k), ranked[s : s + forward_pairs]) for k, s in enumerate(starts)]
 
 
 def _append_jsonl(path: Path, entry: dict[str, Any]) -> None:
