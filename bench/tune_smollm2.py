@@ -34,7 +34,11 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="more config (JSON values)"
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="more config, as genies --set (TOML values)",
     )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -44,6 +48,7 @@ def main() -> None:
     from genies.interventions.registry import get_intervention
     from genies.metrics import summarize
     from genies.models.loading import load_model
+    from genies.pipeline.config import parse_value
 
     lm = load_model(args.model, device="cpu")
     dist = load_distribution(args.distribution)
@@ -76,12 +81,9 @@ def main() -> None:
     values = {"num_train_steps": args.steps, "batch_size": args.batch}
     if args.lr is not None:
         values["learning_rate"] = args.lr
-    for item in args.set:
+    for item in args.set:  # the values as genies' own --set reads them (TOML literals)
         key, _, raw = item.partition("=")
-        try:
-            values[key] = json.loads(raw)
-        except ValueError:
-            values[key] = raw
+        values[key.strip()] = parse_value(raw.strip())
     cfg = it.make_config(values)
     t0 = time.perf_counter()
     state = it.fit(ctx, train, cfg)
