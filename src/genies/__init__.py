@@ -5,7 +5,10 @@ The public API is re-exported here; see the README for a tour.
 
 from __future__ import annotations
 
-from genies import metrics
+from genies import (
+    _numerics,  # noqa: F401  (first: it configures MKL before torch can load)
+    metrics,
+)
 from genies._meta import __version__
 from genies.api.context import InterventionContext
 from genies.api.intervention import (

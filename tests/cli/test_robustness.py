@@ -660,6 +660,32 @@ if _ready:
 INTERRUPT_DELAYS = (0.0, 0.05, 0.15, 0.3, 0.5, 0.7, 0.9, 1.2, 1.5, 2.5)
 
 
+def _lifetime(argv: list[str], env: dict[str, str], cwd: Path, ready: Path) -> float:
+    """Seconds from the CLI's first import to exit, uninterrupted, on this machine (its own sandbox)."""
+    proc = subprocess.Popen(
+        [*_script(), *argv], env={**env, "GENIES_TEST_READY": str(ready)}, cwd=cwd,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    start = time.monotonic()
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err.decode("utf-8", "replace")
+    return time.monotonic() - start
+
+
+def _delays(lifetime: float) -> list[float]:
+    """INTERRUPT_DELAYS, squeezed into the command's lifetime where it is shorter than they are.
+
+    A fast machine runs `data list` in well under the longest delay; fixed delays would then mostly
+    land after exit and test nothing. Scaled to 80% of the measured lifetime, every signal arrives
+    while the command is alive (more so with three running side by side, which slows each).
+    """
+    scale = min(1.0, 0.8 * lifetime / max(INTERRUPT_DELAYS))
+    return [d * scale for d in INTERRUPT_DELAYS]
+
+
 def _interrupt(argv: list[str], env: dict[str, str], cwd: Path, delay: float, ready: Path) -> Outcome:
     proc = subprocess.Popen(
         [*_script(), *argv], env={**env, "GENIES_TEST_READY": str(ready)}, cwd=cwd,
@@ -680,11 +706,17 @@ def test_early_interrupts_exit_130_with_one_line(command, world, tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(_SITECUSTOMIZE)
-    jobs = []
-    for i, delay in enumerate(INTERRUPT_DELAYS):
-        box = make_sandbox(world, tmp_path / f"case-{i}")
+
+    def sandbox(name: str):
+        box = make_sandbox(world, tmp_path / name)
         env = _base_env(box, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
-        argv = [_format(a, box.paths) for a in TERMINAL_COMMANDS[command]]
+        return box, [_format(a, box.paths) for a in TERMINAL_COMMANDS[command]], env
+
+    probe, argv, env = sandbox("lifetime")
+    lifetime = _lifetime(argv, env, probe.root / "cwd", probe.root / "ready")
+    jobs = []
+    for i, delay in enumerate(_delays(lifetime)):
+        box, argv, env = sandbox(f"case-{i}")
         jobs.append((delay, box, argv, env, box.snapshots()))
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = list(
@@ -692,7 +724,7 @@ def test_early_interrupts_exit_130_with_one_line(command, world, tmp_path):
         )
     finished = 0
     for (delay, box, _, _, before), res in zip(jobs, results, strict=True):
-        label = f"{command} interrupted {delay} s after start-up"
+        label = f"{command} interrupted {delay:.3f} s after start-up (it lives {lifetime:.2f} s)"
         assert "Traceback" not in res.err, f"{label}:\n{res.err}"
         if res.code == 0:  # it finished before the signal came (a fast machine): nothing to check
             finished += 1

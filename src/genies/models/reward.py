@@ -36,7 +36,7 @@ import numpy as np
 from genies.errors import ConfigError
 from genies.hashing import content_hash
 from genies.io import atomic_path
-from genies.models.kernels import deterministic_attention
+from genies.models.kernels import deterministic_attention, thread_invariant_backward
 
 if TYPE_CHECKING:
     import torch
@@ -247,6 +247,7 @@ def train_reward_model(
     if not encoded:
         raise ConfigError("no training pairs: the training split is empty after length filtering")
     names = list(params)
+    device = params[names[0]].device
     opt = torch.optim.AdamW(
         [params[n] for n in names], lr=settings.learning_rate, weight_decay=settings.weight_decay
     )
@@ -294,9 +295,8 @@ def train_reward_model(
                     diff = r[0::2] - r[1::2]
                     loss = -torch.nn.functional.logsigmoid(diff).mean()
                     frac = len(part) / len(chunk)  # this forward's share of the micro-batch mean
-                    (
-                        loss * frac / settings.grad_accum
-                    ).backward()  # x * 1.0 is exact: one forward is as before
+                    with thread_invariant_backward(device):  # x * 1.0 is exact: one forward as before
+                        (loss * frac / settings.grad_accum).backward()
                     losses += float(loss.detach()) * frac / settings.grad_accum
                     acc = float(((diff > 0).float() + 0.5 * (diff == 0).float()).mean())
                     accs += acc * frac / settings.grad_accum
