@@ -8,8 +8,9 @@
    extraction of ``--texts`` alpaca_mmlu texts (resid + heads), and a reward-model training step
    (forward + backward through every weight) on ``--pairs`` pairs. Each child also reports whether
    its GEMM and training gradients came out the same with 1 and 2 threads.
-2. ``thread_invariant_backward`` against ATen's softmax backward, in one process, alternating: the
-   same training step's backward with and without the dispatch mode.
+2. ``thread_invariant_backward`` against ATen's softmax backward: each child also times the same
+   training step's backward with and without the dispatch mode, side by side (alternating which
+   goes first); the medians over all children.
 
 Prints, and writes to bench/results/numerics.json, the medians per mode and their ratios.
 """
@@ -21,14 +22,13 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
 # One child: times under the MKL_CBWR its environment holds (genies is imported first, as in a run).
 _CHILD = r"""
-import json, sys, time
+import contextlib, json, sys, time
 import genies  # noqa: F401  (sets MKL_CBWR unless the environment has it)
 import os, torch
 from genies.data import load_distribution
@@ -57,21 +57,26 @@ for p in backbone.parameters():
 def timed(f):
     t0 = time.perf_counter(); out = f(); return time.perf_counter() - t0, out
 
-def step():
+def step(softmax_backward="genies"):  # one step's forward + backward: gradients, backward seconds
     backbone.zero_grad(set_to_none=True)
     r = rewards(backbone, head, seqs)
-    with thread_invariant_backward("cpu"):
-        (-torch.nn.functional.logsigmoid(r[0::2] - r[1::2]).mean()).backward()
-    return [p.grad.clone() for p in backbone.parameters()]
+    loss = -torch.nn.functional.logsigmoid(r[0::2] - r[1::2]).mean()
+    mode = thread_invariant_backward("cpu") if softmax_backward == "genies" else contextlib.nullcontext()
+    t0 = time.perf_counter()
+    with mode:
+        loss.backward()
+    return [p.grad.clone() for p in backbone.parameters()], time.perf_counter() - t0
 
 eng = ForwardEngine(lm)
 eng.extract(texts[:4], ("resid",))  # warm-up
 out = {"mode": os.environ.get("MKL_CBWR")}
 out["gemm_s"], _ = timed(lambda: [a @ b for _ in range(10)])
 out["extract_s"], _ = timed(lambda: eng.extract(texts, ("resid", "heads")))
-out["train_step_s"], g2 = timed(step)
+out["train_step_s"], (g2, _) = timed(step)
+for name in (["aten", "genies"] if int(sys.argv[4]) % 2 == 0 else ["genies", "aten"]):
+    out[f"backward_{name}_s"] = step(name)[1]
 torch.set_num_threads(1)
-g1 = step()
+g1, _ = step()
 out["train_grads_thread_invariant"] = all(torch.equal(x, y) for x, y in zip(g1, g2))
 one = a @ b
 torch.set_num_threads(2)
@@ -81,51 +86,21 @@ print(json.dumps(out))
 """
 
 
-def _child(mode: str, a: argparse.Namespace) -> dict:
+def _child(mode: str, a: argparse.Namespace, index: int) -> dict:
     import os
 
     env = {**os.environ, "MKL_CBWR": mode}
-    cmd = [sys.executable, "-c", _CHILD, a.model, str(a.texts), str(a.pairs)]
+    cmd = [sys.executable, "-c", _CHILD, a.model, str(a.texts), str(a.pairs), str(index)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"MKL_CBWR={mode} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _softmax_backward(a: argparse.Namespace) -> dict:
-    """Part 2, in this process: the same backward with and without the dispatch mode."""
-    import contextlib
-
-    import torch
-
-    import genies  # noqa: F401
-    from genies.data import load_distribution
-    from genies.models.kernels import thread_invariant_backward
-    from genies.models.loading import load_model
-    from genies.models.reward import backbone_of, init_head, rewards
-
-    lm = load_model(a.model, device="cpu")
-    tok = lm.tokenizer
-    examples = load_distribution("alpaca_mmlu").train.examples[: a.pairs]
-    seqs = [tok(e.prompt + r)["input_ids"] + [tok.eos_token_id] for e in examples for r in e.texts[:2]]
-    backbone = backbone_of(lm.model)
-    head = init_head(lm.model.config.hidden_size, 0).requires_grad_(True)
-    for p in backbone.parameters():
-        p.requires_grad_(True)
-    times: dict[str, list[float]] = {"aten": [], "genies": []}
-    for r in range(a.rounds):
-        order = ["aten", "genies"] if r % 2 == 0 else ["genies", "aten"]
-        for name in order:
-            backbone.zero_grad(set_to_none=True)
-            rew = rewards(backbone, head, seqs)
-            loss = -torch.nn.functional.logsigmoid(rew[0::2] - rew[1::2]).mean()
-            mode = thread_invariant_backward("cpu") if name == "genies" else contextlib.nullcontext()
-            t0 = time.perf_counter()
-            with mode:
-                loss.backward()
-            times[name].append(time.perf_counter() - t0)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    return {"backward_s": med, "ratio_genies_over_aten": med["genies"] / med["aten"], "runs": times}
+def _softmax_backward(children: list[dict]) -> dict:
+    """Part 2: each child timed the same backward with ATen's softmax backward and with genies'."""
+    med = {k: statistics.median(c[f"backward_{k}_s"] for c in children) for k in ("aten", "genies")}
+    return {"backward_s": med, "ratio_genies_over_aten": med["genies"] / med["aten"]}
 
 
 def main() -> None:
@@ -139,7 +114,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"AUTO,STRICT": [], "OFF": []}
     for r in range(a.rounds):
         for mode in ["AUTO,STRICT", "OFF"] if r % 2 == 0 else ["OFF", "AUTO,STRICT"]:
-            runs[mode].append(_child(mode, a))
+            runs[mode].append(_child(mode, a, r))
             print(mode, runs[mode][-1], flush=True)
     keys = ("gemm_s", "extract_s", "train_step_s")
     med = {m: {k: statistics.median(x[k] for x in v) for k in keys} for m, v in runs.items()}
@@ -154,7 +129,7 @@ def main() -> None:
             m: {k: all(x[k] for x in v) for k in ("gemm_thread_invariant", "train_grads_thread_invariant")}
             for m, v in runs.items()
         },
-        "softmax_backward": _softmax_backward(a),
+        "softmax_backward": _softmax_backward([x for v in runs.values() for x in v]),
         "runs": runs,
     }
     Path(a.out).write_text(json.dumps(report, indent=2) + "\n")

@@ -660,15 +660,21 @@ if _ready:
 INTERRUPT_DELAYS = (0.0, 0.05, 0.15, 0.3, 0.5, 0.7, 0.9, 1.2, 1.5, 2.5)
 
 
-def _lifetime(argv: list[str], env: dict[str, str], cwd: Path, ready: Path) -> float:
-    """Seconds from the CLI's first import to exit, uninterrupted, on this machine (its own sandbox)."""
+def _started(argv: list[str], env: dict[str, str], cwd: Path, ready: Path) -> subprocess.Popen:
+    """The CLI in a subprocess, returned once it has started importing genies (or has exited)."""
     proc = subprocess.Popen(
         [*_script(), *argv], env={**env, "GENIES_TEST_READY": str(ready)}, cwd=cwd,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.001)
+    return proc
+
+
+def _lifetime(argv: list[str], env: dict[str, str], cwd: Path, ready: Path) -> float:
+    """Seconds from the CLI's first import to exit, uninterrupted, on this machine (its own sandbox)."""
+    proc = _started(argv, env, cwd, ready)
     start = time.monotonic()
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err.decode("utf-8", "replace")
@@ -687,13 +693,7 @@ def _delays(lifetime: float) -> list[float]:
 
 
 def _interrupt(argv: list[str], env: dict[str, str], cwd: Path, delay: float, ready: Path) -> Outcome:
-    proc = subprocess.Popen(
-        [*_script(), *argv], env={**env, "GENIES_TEST_READY": str(ready)}, cwd=cwd,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.001)
+    proc = _started(argv, env, cwd, ready)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=240)

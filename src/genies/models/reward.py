@@ -295,8 +295,8 @@ def train_reward_model(
                     diff = r[0::2] - r[1::2]
                     loss = -torch.nn.functional.logsigmoid(diff).mean()
                     frac = len(part) / len(chunk)  # this forward's share of the micro-batch mean
-                    with thread_invariant_backward(device):  # x * 1.0 is exact: one forward as before
-                        (loss * frac / settings.grad_accum).backward()
+                    with thread_invariant_backward(device):
+                        (loss * frac / settings.grad_accum).backward()  # frac 1.0: exactly as before
                     losses += float(loss.detach()) * frac / settings.grad_accum
                     acc = float(((diff > 0).float() + 0.5 * (diff == 0).float()).mean())
                     accs += acc * frac / settings.grad_accum
