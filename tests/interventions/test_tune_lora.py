@@ -60,10 +60,20 @@ def test_one_step_changes_lora_and_head(lm, split):
     assert not any("lora" in n for n, _ in lm.model.named_modules())
 
 
-@pytest.mark.parametrize("name", ["lora_fine_tune", "prompt_tuning", "full_fine_tune"])
-def test_save_load_identical_scores_and_batch_invariance(lm, split, name, tmp_path):
+@pytest.mark.parametrize(
+    ("name", "head"),
+    [
+        ("lora_fine_tune", "linear"),
+        ("prompt_tuning", "linear"),
+        ("full_fine_tune", "linear"),
+        ("lora_fine_tune", "logprob"),
+        ("prompt_tuning", "logprob"),
+        ("full_fine_tune", "logprob"),
+    ],
+)
+def test_save_load_identical_scores_and_batch_invariance(lm, split, name, head, tmp_path):
     it = get_intervention(name)
-    cfg = it.make_config(FAST)
+    cfg = it.make_config({**FAST, "reward_head": head})
     pairs = split.to_pairs("all")
     before = _params(lm)
     with InterventionContext.for_model(lm, seed=0) as ctx:
@@ -73,14 +83,58 @@ def test_save_load_identical_scores_and_batch_invariance(lm, split, name, tmp_pa
         loaded = InterventionState.load(tmp_path / "s")
         a = it.score_pairs(ctx, state, pairs, cfg).p_correct
         b = it.score_pairs(ctx, loaded, pairs, cfg).p_correct
-        one = it.score_pairs(ctx, loaded, pairs, it.make_config({**FAST, "eval_batch_size": 1})).p_correct
+        one_cfg = it.make_config({**FAST, "reward_head": head, "eval_batch_size": 1})
+        one = it.score_pairs(ctx, loaded, pairs, one_cfg).p_correct
         rev = it.score_pairs(ctx, loaded, pairs[::-1], cfg).p_correct[::-1]
     np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(one, a, rtol=0, atol=1e-6)  # batch size / neighbours / padding
     np.testing.assert_allclose(rev, a, rtol=0, atol=1e-6)
-    assert np.all((a > 0) & (a < 1)) and np.std(a) > 0
+    if head == "linear":
+        assert np.all((a > 0) & (a < 1)) and np.std(a) > 0
+    else:  # the tiny model's log-probs are sharp (testing.py scales its LM head): margins saturate σ
+        assert np.all((a >= 0) & (a <= 1)) and a.mean() > 0.5
+    assert state.meta["reward_head"] == head
+    assert ("scale" in state.tensors) == (head == "logprob") and ("head" in state.tensors) == (
+        head == "linear"
+    )
     after = _params(lm)
     assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in lm.model.parameters())  # no gradient leaked into the shared model
+
+
+@pytest.mark.parametrize("name", ["lora_fine_tune", "full_fine_tune"])
+def test_logprob_readout_starts_at_zero_shot(lm, split, name):
+    """Untrained (LoRA's B = 0 / the unchanged copy, β = 1), the logprob reward of each text is the
+    summed log-prob of ``response + EOS`` that the zero-shot scorer compares, batch-invariantly."""
+    from genies.models.reward import encode_pairs, flatten
+
+    pairs = split.to_pairs("all")
+    it = get_intervention(name)
+    cfg = it.make_config({**FAST, "reward_head": "logprob"})
+    with InterventionContext.for_model(lm, seed=0) as ctx:
+        want = [
+            s.logprob_sum
+            for s in ctx.engine.score([(p.prompt, r) for p in pairs for r in (p.correct, p.incorrect)])
+        ]
+        seqs, starts = flatten(encode_pairs(ctx, pairs))
+        with it.attach(ctx, cfg, None, False) as att, torch.no_grad():
+            for m in att.modules:
+                m.eval()
+            together = att.reward(seqs, starts)
+            alone = torch.cat([att.reward(seqs[i : i + 1], starts[i : i + 1]) for i in range(len(seqs))])
+    assert np.std(want) > 1.0 and max(want) < 0
+    np.testing.assert_allclose(together.numpy(), want, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(together, alone, rtol=0, atol=1e-4)
+
+
+def test_logprob_state_is_not_read_as_linear(lm, split):
+    from genies.errors import StoreError
+
+    it = get_intervention("lora_fine_tune")
+    with InterventionContext.for_model(lm, seed=0) as ctx:
+        state = it.fit(ctx, split, it.make_config({**FAST, "num_train_steps": 1, "reward_head": "logprob"}))
+        with pytest.raises(StoreError, match="no head"):
+            it.score_pairs(ctx, state, split.to_pairs("all"), it.make_config(FAST))
 
 
 def test_rewards_read_at_last_real_token(lm):

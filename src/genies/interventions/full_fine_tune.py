@@ -5,6 +5,8 @@ of the model's backbone is trained (the shared model is never touched), with the
 loss, schedule, resume and logs as ``lora_fine_tune``; the default learning rate is upstream's 2e-5.
 The state holds the whole backbone (``backbone.*``, safetensors) and the head, so it is as large as
 the model (540 MB for SmolLM2-135M in float32) and every checkpoint also holds AdamW's two moments.
+With ``reward_head="logprob"`` the vocabulary projection is the trained copy's input embedding when the
+model ties them (SmolLM2, Gemma), else a frozen copy of the model's LM head.
 Fast settings for the tiny model: ``--set intervention.num_train_steps=2 --set intervention.batch_size=2``.
 """
 
@@ -18,7 +20,7 @@ import pydantic
 
 from genies.api.intervention import InterventionConfig
 from genies.errors import StoreError
-from genies.interventions.lora_fine_tune import Attached, RewardConfig, RewardIntervention, head_tensor
+from genies.interventions.lora_fine_tune import Attached, RewardConfig, RewardIntervention, readout
 from genies.interventions.registry import register_intervention
 
 
@@ -36,7 +38,7 @@ class FullFineTune(RewardIntervention):
 
     @contextlib.contextmanager
     def attach(self, ctx, cfg, tensors, trainable):  # type: ignore[override]
-        from genies.models.reward import backbone_of, rewards
+        from genies.models.reward import backbone_of
 
         if cfg.load_in_4bit:
             from genies.errors import ConfigError
@@ -51,19 +53,33 @@ class FullFineTune(RewardIntervention):
                 raise StoreError(f"full_fine_tune state does not fit this model: {str(exc)[:200]}") from None
         for p in backbone.parameters():
             p.requires_grad_(trainable)
-        head = head_tensor(ctx, tensors, trainable)
+        out = readout(ctx, cfg, tensors, trainable)
         params = {f"backbone.{n}": p for n, p in backbone.named_parameters()} if trainable else {}
         if trainable:
-            params["head"] = head
+            params[out.name] = out.tensor
 
         def export():
             sd = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
-            return {**sd, "head": head.detach()}
+            return {**sd, out.name: out.tensor.detach()}
 
+        config = ctx.model.model.config
         yield Attached(
             params=params,
-            reward=lambda seqs: rewards(backbone, head, seqs),
+            reward=out.reward_fn(backbone, _unembedding(ctx.model.model, backbone), config),
             export=export,
-            meta={"adapter": "none"},
+            meta={"adapter": "none", "reward_head": out.kind},
             modules=[backbone],
         )
+
+
+def _unembedding(model, backbone):
+    """The vocabulary projection for ``reward_head="logprob"``: never the shared model's own weights."""
+    import torch
+
+    if getattr(model.config, "tie_word_embeddings", False):
+        emb = backbone.get_input_embeddings()  # the trained copy's, as the tied model would use it
+        return lambda h: torch.nn.functional.linear(h, emb.weight)
+    head = copy.deepcopy(model.get_output_embeddings())
+    for p in head.parameters():
+        p.requires_grad_(False)
+    return head

@@ -4,7 +4,9 @@ Upstream-reference §4.3 with the §5.6 fix. The base causal LM's backbone gets 
 (r 64, alpha 16, dropout 0.1, bias none, the family's default target modules — LLaMA: ``q_proj``,
 ``v_proj``) and a scalar head trained fully; the reward of ``prompt ⊕ response + EOS`` is read at its
 last real token (the appended EOS), never at a padding-dependent position
-(``genies.models.reward``). Loss ``−log σ(r_chosen − r_rejected)`` on one pair per training
+(``genies.models.reward``). ``reward_head="logprob"`` reads the reward instead as β times the adapted
+LM's summed log-probability of ``response + EOS`` (the zero-shot score), so training starts where
+zero-shot is rather than from a random head. Loss ``−log σ(r_chosen − r_rejected)`` on one pair per training
 example (seeded), AdamW at a constant learning rate, gradient clipping 0.3, ``num_train_steps``
 optimizer steps of ``batch_size × grad_accum`` pairs. p(correct) = σ(r_c − r_r) in float32.
 
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
 
     from genies.api.context import InterventionContext
     from genies.data.schema import Pair, Split
+    from genies.models.reward import RewardFn
 
 SCORING_RULE = LengthRule("scoring")  # the reward reads prompt ⊕ response + EOS, as the scorer does
 
@@ -66,6 +69,14 @@ class RewardConfig(InterventionConfig):
     )
     load_in_4bit: bool = pydantic.Field(
         False, description="Train/score a 4-bit NF4 copy of the model (CUDA + bitsandbytes only)."
+    )
+    reward_head: Literal["linear", "logprob"] = pydantic.Field(
+        "linear",
+        description=(
+            "How the reward is read: 'linear' (upstream) a scalar head on the last real token's hidden "
+            "state; 'logprob' β·Σ log p(response + EOS | prompt) through the model's own LM head "
+            "(β trained, init 1), which ranks pairs as zero_shot does before training."
+        ),
     )
     forward_pairs: int | None = pydantic.Field(
         None,
@@ -97,7 +108,7 @@ class Attached:
     """A reward model ready to train or score: its trainable tensors and its reward function."""
 
     params: dict[str, Any]
-    reward: Callable[[Sequence[list[int]]], torch.Tensor]
+    reward: RewardFn
     export: Callable[[], dict[str, torch.Tensor]]
     meta: dict[str, Any] = field(default_factory=dict)
     modules: list[Any] = field(default_factory=list)  # switched between train() and eval()
@@ -257,6 +268,59 @@ def head_tensor(
     return head.to(ctx.model.device).requires_grad_(trainable)
 
 
+@dataclass
+class Readout:
+    """How a reward is read off the (adapted) model, and the one tensor that reading trains.
+
+    ``linear``: ``head`` ``[D]`` on the last real token's hidden state (upstream). ``logprob``:
+    ``scale`` β ``[1]`` times the summed log-probability of ``response + EOS`` through ``lm_head``.
+    """
+
+    kind: str
+    name: str
+    tensor: torch.Tensor
+
+    def reward_fn(
+        self,
+        backbone: Any,
+        lm_head: Any,
+        config: Any,
+        prefix: Callable[[], torch.Tensor] | None = None,
+    ) -> RewardFn:
+        """The reward of token sequences; ``prefix`` is called per forward (so gradients reach it)."""
+        from genies.models.reductions import final_logit_softcap
+        from genies.models.reward import logprob_rewards, rewards
+
+        def pre() -> torch.Tensor | None:
+            return prefix() if prefix is not None else None
+
+        if self.kind == "linear":
+            return lambda seqs, starts: rewards(backbone, self.tensor, seqs, prefix=pre())
+        softcap = final_logit_softcap(config)
+        return lambda seqs, starts: logprob_rewards(
+            backbone, lm_head, self.tensor, seqs, starts, prefix=pre(), softcap=softcap
+        )
+
+
+def readout(
+    ctx: InterventionContext, cfg: RewardConfig, tensors: dict[str, torch.Tensor] | None, trainable: bool
+) -> Readout:
+    """The config's readout with its tensor: loaded from a state, or fresh (seeded head / β = 1)."""
+    import torch
+
+    if cfg.reward_head == "linear":
+        return Readout("linear", "head", head_tensor(ctx, tensors, trainable))
+    if tensors is not None:
+        if "scale" not in tensors or tuple(tensors["scale"].shape) != (1,):
+            raise StoreError(
+                "reward-model state has no logprob scale (was it trained with reward_head=linear?)"
+            )
+        scale = tensors["scale"].float().clone()
+    else:
+        scale = torch.ones(1)
+    return Readout("logprob", "scale", scale.to(ctx.model.device).requires_grad_(trainable))
+
+
 @contextlib.contextmanager
 def peft_model(
     ctx: InterventionContext, cfg: RewardConfig, peft_config: Any, state_dict: Any, trainable: bool
@@ -312,7 +376,7 @@ class LoraFineTune(RewardIntervention):
     def attach(self, ctx, cfg, tensors, trainable):  # type: ignore[override]
         import peft
 
-        from genies.models.reward import backbone_of, rewards
+        from genies.models.reward import backbone_of
 
         lcfg = peft.LoraConfig(
             r=cfg.r,
@@ -322,21 +386,21 @@ class LoraFineTune(RewardIntervention):
             target_modules=list(cfg.target_modules) if cfg.target_modules else None,
         )
         with peft_model(ctx, cfg, lcfg, adapter_tensors(tensors), trainable) as wrapped:
-            head = head_tensor(ctx, tensors, trainable)
-            backbone = backbone_of(wrapped.get_base_model())
+            out = readout(ctx, cfg, tensors, trainable)
+            lm = wrapped.get_base_model()  # the causal LM with LoRA layers injected (base weights frozen)
             params = {n: p for n, p in wrapped.named_parameters() if p.requires_grad} if trainable else {}
             if trainable:
-                params["head"] = head
+                params[out.name] = out.tensor
             targets = sorted(wrapped.peft_config["default"].target_modules)
 
             def export() -> dict[str, torch.Tensor]:
                 sd = peft.get_peft_model_state_dict(wrapped)
-                return {**{f"adapter.{k}": v for k, v in sd.items()}, "head": head.detach()}
+                return {**{f"adapter.{k}": v for k, v in sd.items()}, out.name: out.tensor.detach()}
 
             yield Attached(
                 params=params,
-                reward=lambda seqs: rewards(backbone, head, seqs),
+                reward=out.reward_fn(backbone_of(lm), lm.get_output_embeddings(), lm.config),
                 export=export,
-                meta={"target_modules": targets, "adapter": "lora"},
+                meta={"target_modules": targets, "adapter": "lora", "reward_head": out.kind},
                 modules=[wrapped],
             )

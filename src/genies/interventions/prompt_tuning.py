@@ -22,8 +22,8 @@ from genies.interventions.lora_fine_tune import (
     RewardConfig,
     RewardIntervention,
     adapter_tensors,
-    head_tensor,
     peft_model,
+    readout,
 )
 from genies.interventions.registry import register_intervention
 
@@ -45,30 +45,33 @@ class PromptTuning(RewardIntervention):
     def attach(self, ctx, cfg, tensors, trainable):  # type: ignore[override]
         import peft
 
-        from genies.models.reward import backbone_of, rewards
+        from genies.models.reward import backbone_of
 
         pcfg = peft.PromptTuningConfig(
             task_type=peft.TaskType.FEATURE_EXTRACTION, num_virtual_tokens=cfg.num_virtual_tokens
         )
         with peft_model(ctx, cfg, pcfg, adapter_tensors(tensors), trainable) as wrapped:
-            head = head_tensor(ctx, tensors, trainable)
-            backbone = backbone_of(wrapped.get_base_model())
+            out = readout(ctx, cfg, tensors, trainable)
+            lm = wrapped.get_base_model()
             params = {n: p for n, p in wrapped.named_parameters() if p.requires_grad} if trainable else {}
             if trainable:
-                params["head"] = head
+                params[out.name] = out.tensor
 
-            def reward(seqs):
-                prefix = wrapped.get_prompt(batch_size=1)[0]  # [V, D], recomputed so gradients flow
-                return rewards(backbone, head, seqs, prefix=prefix)
+            def prefix():
+                return wrapped.get_prompt(batch_size=1)[0]  # [V, D], recomputed so gradients flow
 
             def export():
                 sd = peft.get_peft_model_state_dict(wrapped)
-                return {**{f"adapter.{k}": v for k, v in sd.items()}, "head": head.detach()}
+                return {**{f"adapter.{k}": v for k, v in sd.items()}, out.name: out.tensor.detach()}
 
             yield Attached(
                 params=params,
-                reward=reward,
+                reward=out.reward_fn(backbone_of(lm), lm.get_output_embeddings(), lm.config, prefix),
                 export=export,
-                meta={"adapter": "prompt_tuning", "num_virtual_tokens": cfg.num_virtual_tokens},
+                meta={
+                    "adapter": "prompt_tuning",
+                    "num_virtual_tokens": cfg.num_virtual_tokens,
+                    "reward_head": out.kind,
+                },
                 modules=[wrapped],
             )

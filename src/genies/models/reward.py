@@ -8,6 +8,10 @@ right-padded and the attention mask is built from true lengths, so with causal a
 never depends on padding or on the other sequences of its batch (upstream pooled at "first pad id
 − 1", which with pad == EOS and left padding moved with the batch's longest row).
 
+* ``reward_head="linear"`` (default, upstream): the head above. ``"logprob"``: the reward is the
+  model's own judgement, ``β · Σ log p(response + EOS | prompt)`` through the (adapted) LM head, with
+  a trained scalar β (init 1). Before the first step it ranks pairs exactly as ``zero_shot`` does,
+  so training starts from the model's knowledge instead of a random head (``logprob_rewards``).
 * ``num_labels=1``: one scalar per text. Upstream's two-logit head with the loss averaged over both
   columns is the same model in expectation (§5.6); the loss is upstream's ``−log σ(r_c − r_r)``.
 * The backbone (``model.base_model``: ``LlamaModel`` of a ``LlamaForCausalLM``) is called directly,
@@ -29,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -47,17 +51,36 @@ if TYPE_CHECKING:
 CHECKPOINT_FILE = "reward-checkpoint.safetensors"
 LOG_FILE = "train_log.jsonl"
 Tokens = list[int]
+# rewards of token sequences [n], given each one's first response position (its prompt's length)
+RewardFn = Callable[[Sequence[Tokens], Sequence[int]], "torch.Tensor"]
+
+
+class EncodedPair(NamedTuple):
+    """One training/scoring pair as token ids: ``tok(prompt) ⊕ tok(response + EOS)`` for each side."""
+
+    chosen: Tokens
+    rejected: Tokens
+    start: int  # the prompt's length = the first response token, the same on both sides
+
+    @property
+    def seqs(self) -> tuple[Tokens, Tokens]:
+        return self.chosen, self.rejected
 
 
 # ---------------------------------------------------------------- tokens and rewards
 
 
-def encode_pairs(ctx: InterventionContext, pairs: Sequence[Pair]) -> list[tuple[Tokens, Tokens]]:
-    """``(chosen ids, rejected ids)`` per pair: ``tok(prompt) ⊕ tok(response + EOS)`` (upstream §4.1)."""
+def encode_pairs(ctx: InterventionContext, pairs: Sequence[Pair]) -> list[EncodedPair]:
+    """The pairs tokenised as upstream's scorer does (§4.1): ``tok(prompt) ⊕ tok(response + EOS)``."""
     requests = [(p.prompt, r) for p in pairs for r in (p.correct, p.incorrect)]
     enc = ctx.engine.encode(requests)
     seqs = [list(a) + list(b) for a, b in enc]
-    return [(seqs[2 * i], seqs[2 * i + 1]) for i in range(len(pairs))]
+    return [EncodedPair(seqs[2 * i], seqs[2 * i + 1], len(enc[2 * i][0])) for i in range(len(pairs))]
+
+
+def flatten(part: Sequence[EncodedPair]) -> tuple[list[Tokens], list[int]]:
+    """A forward's sequences (chosen, rejected interleaved) and their response starts."""
+    return [s for pair in part for s in pair.seqs], [pair.start for pair in part for _ in range(2)]
 
 
 def backbone_of(model: Any) -> Any:
@@ -66,22 +89,17 @@ def backbone_of(model: Any) -> Any:
     return base if base is not None and base is not model else model
 
 
-def rewards(
-    backbone: Any,
-    head: torch.Tensor,
-    seqs: Sequence[Tokens],
-    *,
-    prefix: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Float32 rewards ``[n]`` of token sequences, read at each one's last real token.
+def hidden_states(
+    backbone: Any, seqs: Sequence[Tokens], device: Any, *, prefix: torch.Tensor | None = None
+) -> tuple[torch.Tensor, int]:
+    """The backbone's final hidden states ``[n, V + T, D]`` of right-padded ``seqs``, and ``V``.
 
-    ``head`` is ``[D]``; ``prefix`` (prompt tuning) is ``[V, D]`` virtual-token embeddings put in front
-    of every sequence. Right padding + a mask from true lengths: row i's reward is independent of
-    the other rows (causal attention never looks right).
+    ``prefix`` (prompt tuning) is ``[V, D]`` virtual-token embeddings put in front of every
+    sequence (V = 0 without one). The mask comes from true lengths and attention is causal, so
+    row i's states at its real positions never depend on the other rows or on padding.
     """
     import torch
 
-    device = head.device
     lengths = torch.tensor([len(s) for s in seqs], device=device)
     width = int(lengths.max())
     ids = torch.zeros(len(seqs), width, dtype=torch.long, device=device)
@@ -91,17 +109,65 @@ def rewards(
     with deterministic_attention(device):  # thread-invariant on CPU (genies.models.kernels)
         if prefix is None:
             out = backbone(input_ids=ids, attention_mask=mask, use_cache=False)
-            last = lengths - 1
-        else:
-            emb = backbone.get_input_embeddings()(ids)  # [n, T, D]
-            pre = prefix.to(emb.dtype)[None].expand(len(seqs), -1, -1)  # [n, V, D]
-            ones = torch.ones(len(seqs), pre.shape[1], dtype=mask.dtype, device=device)
-            mask = torch.cat([ones, mask], 1)
-            out = backbone(inputs_embeds=torch.cat([pre, emb], 1), attention_mask=mask, use_cache=False)
-            last = lengths - 1 + pre.shape[1]
-    hidden = out.last_hidden_state  # [n, T(+V), D]
-    h = hidden[torch.arange(len(seqs), device=device), last].float()  # [n, D]
+            return out.last_hidden_state, 0
+        emb = backbone.get_input_embeddings()(ids)  # [n, T, D]
+        pre = prefix.to(emb.dtype)[None].expand(len(seqs), -1, -1)  # [n, V, D]
+        ones = torch.ones(len(seqs), pre.shape[1], dtype=mask.dtype, device=device)
+        mask = torch.cat([ones, mask], 1)
+        out = backbone(inputs_embeds=torch.cat([pre, emb], 1), attention_mask=mask, use_cache=False)
+        return out.last_hidden_state, int(pre.shape[1])
+
+
+def rewards(
+    backbone: Any,
+    head: torch.Tensor,
+    seqs: Sequence[Tokens],
+    *,
+    prefix: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Float32 rewards ``[n]`` of token sequences: ``head [D] · h`` at each one's last real token."""
+    import torch
+
+    hidden, v = hidden_states(backbone, seqs, head.device, prefix=prefix)  # [n, V + T, D]
+    last = torch.tensor([len(s) - 1 + v for s in seqs], device=head.device)
+    h = hidden[torch.arange(len(seqs), device=head.device), last].float()  # [n, D]
     return h @ head.float()
+
+
+def logprob_rewards(
+    backbone: Any,
+    lm_head: Any,
+    scale: torch.Tensor,
+    seqs: Sequence[Tokens],
+    starts: Sequence[int],
+    *,
+    prefix: torch.Tensor | None = None,
+    softcap: float | None = None,
+) -> torch.Tensor:
+    """Float32 rewards ``[n]``: ``β · Σ_t log p(x_t | x_<t)`` over each sequence's response tokens.
+
+    ``scale`` is β ``[1]``; ``starts[i]`` is sequence i's first response token, so the sum runs over
+    ``response + EOS`` given the prompt: the quantity ``zero_shot`` compares (upstream §4.1; a token
+    at position 0 has no context and is not scored, as upstream). Only those positions go through the
+    vocabulary projection, in float32 (``genies.models.reductions.head_logprobs``).
+    """
+    import torch
+
+    from genies.models.reductions import head_logprobs
+
+    device = scale.device
+    hidden, v = hidden_states(backbone, seqs, device, prefix=prefix)  # [n, V + T, D]
+    rows, pos, targets = [], [], []
+    for i, (s, st) in enumerate(zip(seqs, starts, strict=True)):
+        ts = range(max(st, 1), len(s))  # predicted tokens; position t-1 (+V) predicts x_t
+        rows += [i] * len(ts)
+        pos += [t - 1 + v for t in ts]
+        targets += [s[t] for t in ts]
+    rows_t = torch.tensor(rows, dtype=torch.long, device=device)
+    h = hidden[rows_t, torch.tensor(pos, dtype=torch.long, device=device)]  # [N, D]
+    lp = head_logprobs(lm_head, h, torch.tensor(targets, dtype=torch.long, device=device), softcap)  # [N]
+    sums = torch.zeros(len(seqs), dtype=torch.float32, device=device).index_add(0, rows_t, lp)
+    return sums * scale.float()
 
 
 def p_correct(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> np.ndarray:
@@ -112,8 +178,8 @@ def p_correct(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> np.ndarray:
 
 
 def score_encoded(
-    reward_fn: Callable[[Sequence[Tokens]], torch.Tensor],
-    encoded: Sequence[tuple[Tokens, Tokens]],
+    reward_fn: RewardFn,
+    encoded: Sequence[EncodedPair],
     *,
     batch_size: int,
     advance: Callable[[int], None] = lambda n: None,
@@ -126,7 +192,7 @@ def score_encoded(
     with torch.no_grad():
         for start in range(0, len(encoded), batch_size):
             chunk = encoded[start : start + batch_size]
-            r = reward_fn([s for pair in chunk for s in pair])  # chosen, rejected interleaved
+            r = reward_fn(*flatten(chunk))  # chosen, rejected interleaved
             out.append(p_correct(r[0::2], r[1::2]))
             advance(len(chunk))
     return np.concatenate(out) if out else np.zeros(0)
@@ -227,8 +293,8 @@ def seeded_torch(seed: int) -> Iterator[None]:
 def train_reward_model(
     ctx: InterventionContext,
     params: dict[str, torch.Tensor],
-    reward_fn: Callable[[Sequence[Tokens]], torch.Tensor],
-    encoded: Sequence[tuple[Tokens, Tokens]],
+    reward_fn: RewardFn,
+    encoded: Sequence[EncodedPair],
     settings: TrainSettings,
     *,
     fingerprint: str,
@@ -286,12 +352,12 @@ def train_reward_model(
             for a in range(settings.grad_accum):
                 m = step * settings.grad_accum + a
                 chunk = [encoded[i] for i in perms.batch(m, settings.batch_size)]
-                result.tokens += sum(len(s) for pair in chunk for s in pair)
+                result.tokens += sum(len(s) for pair in chunk for s in pair.seqs)
                 for seed, part in _forwards(
                     chunk, settings.forward_pairs, _u64(ctx.seed, "reward-dropout", m)
                 ):
                     with seeded_torch(seed):
-                        r = reward_fn([s for pair in part for s in pair])
+                        r = reward_fn(*flatten(part))
                     diff = r[0::2] - r[1::2]
                     loss = -torch.nn.functional.logsigmoid(diff).mean()
                     frac = len(part) / len(chunk)  # this forward's share of the micro-batch mean
@@ -326,8 +392,8 @@ def train_reward_model(
 
 
 def _forwards(
-    chunk: list[tuple[Tokens, Tokens]], forward_pairs: int | None, seed: int
-) -> list[tuple[int, list[tuple[Tokens, Tokens]]]]:
+    chunk: list[EncodedPair], forward_pairs: int | None, seed: int
+) -> list[tuple[int, list[EncodedPair]]]:
     """A micro-batch's forward passes as ``(dropout seed, pairs)``.
 
     ``forward_pairs`` None (or ≥ the micro-batch): one forward of every pair, padded to the longest
