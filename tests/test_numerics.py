@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -72,9 +73,22 @@ def _python(code: str, *args: str, **env: str) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
+def _intel_cpu() -> bool:
+    try:
+        return "GenuineIntel" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
 def test_importing_genies_makes_gemm_thread_and_row_invariant():
     got = json.loads(_python(_GEMM))
-    assert got == {"mode": "AUTO,STRICT", "threads": True, "rows": True}
+    assert got["mode"] == "AUTO,STRICT" and got["threads"] is True
+    # MKL's strict mode (row-count invariance) exists on Intel CPUs only (Intel's CNR docs); on
+    # others MKL falls back to plain CNR (fixed threads/reductions), which is what "threads" checks
+    if _intel_cpu():
+        assert got["rows"] is True
+    else:
+        print("non-Intel CPU: MKL strict mode (row-count invariance) is Intel-only; rows =", got["rows"])
 
 
 def test_a_users_mkl_cbwr_wins():
