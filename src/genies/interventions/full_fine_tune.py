@@ -62,10 +62,11 @@ class FullFineTune(RewardIntervention):
             sd = {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
             return {**sd, out.name: out.tensor.detach()}
 
-        config = ctx.model.model.config
+        model = ctx.model.model
+        lm_head = _unembedding(model, backbone) if out.kind == "logprob" else None  # linear never projects
         yield Attached(
             params=params,
-            reward=out.reward_fn(backbone, _unembedding(ctx.model.model, backbone), config),
+            reward=out.reward_fn(backbone, lm_head, model.config),
             export=export,
             meta={"adapter": "none", "reward_head": out.kind},
             modules=[backbone],
