@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from genies.errors import ConfigError, ModelError, StoreError
-from genies.models.activation_cache import ActivationCache
+from genies.models.activation_cache import ActivationCache, text_sha256
 from genies.models.engine import ForwardEngine
 from genies.models.loading import load_model
+from genies.models.templates import render_all
 
 TEXTS = [
     ("### Instruction:\nName a colour.\n### Response:\n", "Blue"),
@@ -37,6 +38,24 @@ class Loader:
         return self.engine
 
 
+def _by_unit(engine, texts, sites):
+    """The engine's activations of ``texts`` extracted as the cache does: one forward per prompt,
+    its distinct texts sorted by the sha256 of their rendering."""
+
+    def key(t):
+        return text_sha256(render_all([t], None)[0])
+
+    out = {s: torch.empty((len(texts), *engine.sites.shape(s))) for s in sites}
+    for prompt in dict.fromkeys(t[0] for t in texts):
+        unit = sorted({t for t in texts if t[0] == prompt}, key=key)
+        acts = engine.extract(unit, sites)
+        for i, t in enumerate(texts):
+            if t[0] == prompt:
+                for s in sites:
+                    out[s][i] = acts[s][unit.index(t)]
+    return out
+
+
 def _shards(cache, template=None):
     return sorted(cache.folder(template).glob("shard-*.safetensors"))
 
@@ -47,7 +66,7 @@ def test_cached_read_loads_no_model_and_equals_the_engine(tmp_path, engine):
     assert cache.missing(TEXTS, ("resid",)) == [0, 1, 2]
     first = cache.get(load, TEXTS, ("resid", "heads"))
     assert load.calls == 1 and cache.stats["texts_computed"] == 3
-    direct = engine.extract(TEXTS, ("resid", "heads"))
+    direct = _by_unit(engine, TEXTS, ("resid", "heads"))
     for s in ("resid", "heads"):
         assert torch.equal(first[s], direct[s])
     # a new cache object (a new process) on the same folder: every site was stored by that one forward
@@ -168,3 +187,35 @@ def test_a_model_key_that_does_not_identify_the_model(tmp_path, engine, tiny_gem
     other = ForwardEngine(load_model(str(tiny_gemma_dir), device="cpu"))
     with pytest.raises(StoreError, match="does not identify one model"):
         ActivationCache(tmp_path, "same-key").get(Loader(other), TEXTS[1:2], ("resid",))
+
+
+OTHERS = [
+    ("### Instruction:\nCount to three.\n### Response:\n", f"One, two, three{'.' * k}") for k in range(1, 6)
+] + [("A long and winding road " * 6, " ends here.")]
+
+
+def test_a_texts_activations_do_not_depend_on_what_else_was_asked_or_in_which_order(tmp_path, engine):
+    """The engine's rows depend on the order of a forward's texts at float rounding (so the cache
+    could store either rounding, whichever node asked first); the cache's do not. Packing with other
+    prompts rounds differently on SmolLM2 only (tests/models/test_real_engine.py)."""
+    sites = ("resid", "heads", "final")
+    forward = engine.extract(TEXTS[:2], sites)
+    backward = engine.extract(TEXTS[1::-1], sites)
+    assert not all(torch.equal(forward[s], backward[s][[1, 0]]) for s in sites), (
+        "no rounding to guard against"
+    )
+    a = ActivationCache(tmp_path / "a", "m").get(Loader(engine), TEXTS[:2], sites)
+    b = ActivationCache(tmp_path / "b", "m").get(Loader(engine), OTHERS[::-1] + TEXTS[1::-1], sites)
+    for s in sites:
+        assert torch.equal(a[s], b[s][[-1, -2]])
+
+
+def test_a_unit_with_a_cached_sibling_is_recomputed_whole_and_writes_only_the_new_text(tmp_path, engine):
+    cache = ActivationCache(tmp_path, "m")
+    load = Loader(engine)
+    first = cache.get(load, TEXTS[:1], ("resid",))
+    both = cache.get(load, TEXTS[:2], ("resid",))
+    assert cache.stats["texts_computed"] == 2 and cache.stats["texts_cached"] == 1
+    assert torch.equal(both["resid"][0], first["resid"][0])  # what was served stays served
+    assert torch.equal(both["resid"][1], _by_unit(engine, TEXTS[:2], ("resid",))["resid"][1])
+    assert len(_shards(cache)) == 2

@@ -86,3 +86,29 @@ def test_gemma3_270m_engine():
     fast = engine.score(texts, strategy="tree")
     slow = score_reference(lm, texts)
     assert max(abs(a.logprob_sum - b.logprob_sum) for a, b in zip(fast, slow, strict=True)) < 1e-2
+
+
+def test_smollm2_cached_activations_do_not_depend_on_the_other_texts_of_the_request(
+    smollm2, use_data_dir, tmp_path
+):
+    """Packed with other prompts, SmolLM2's rows round differently (~1e-4 of a residual entry of
+    ~600); the activation cache extracts one prompt per forward, so it stores the same bits whichever
+    request computes a text first (what makes sweeps' tables identical across executors)."""
+    from genies.data import load_distribution
+    from genies.models.activation_cache import ActivationCache
+    from genies.models.engine import ForwardEngine
+
+    engine = ForwardEngine(smollm2)
+    pairs = load_distribution("alpaca_mmlu").test.to_pairs("all")[:8]
+    texts = [(p.prompt, r) for p in pairs for r in (p.correct, p.incorrect)]
+    mine = [t for t in texts if t[0] == texts[0][0]]
+    sites = ("resid", "heads", "final")
+    packed = engine.extract(texts, sites)
+    alone = engine.extract(mine, sites)
+    idx = [texts.index(t) for t in mine]
+    assert not all(torch.equal(packed[s][idx], alone[s]) for s in sites), "no rounding to guard against"
+    a = ActivationCache(tmp_path / "a", "m").get(lambda: engine, mine, sites)
+    b = ActivationCache(tmp_path / "b", "m").get(lambda: engine, texts[::-1], sites)
+    rev = texts[::-1]
+    for s in sites:
+        assert torch.equal(a[s], b[s][[rev.index(t) for t in mine]])

@@ -13,6 +13,8 @@ Layout (``root`` is ``<store>/activations``; trunk passes it)::
 * One forward pass per (model, text) fills **every** site (``resid``, ``heads``, ``final``), so a
   method that later reads another site of the same texts finds it cached.
 * ``get`` takes ``engine`` as a *callable*: a fully cached read never loads the model.
+* Texts are computed one prompt per forward (``extraction_units``), so what is stored does not depend
+  on which request computed a text first, nor on what else it asked for.
 * Writes are atomic (temporary file + fsync + rename); concurrent writers write distinct shards.
 * A shard that is truncated, unreadable, of the wrong shape or whose bytes do not match their
   recorded sha256 is reported (a warning and ``stats["bad_shards"]``), renamed to ``*.bad`` (kept for
@@ -126,8 +128,8 @@ class ActivationCache:
             index = self._refresh(template)
             todo = list(dict.fromkeys(h for h in hashes if h not in index and h not in dropped))
             if todo:
-                batch = {h: texts[hashes.index(h)] for h in todo}
-                dropped |= self._compute(engine, batch, template, overlength, progress)
+                units = extraction_units(texts, hashes, set(todo))
+                dropped |= self._compute(engine, units, set(todo), template, overlength, progress)
                 computed |= set(todo) - dropped
                 index = self._refresh(template)
             try:
@@ -203,32 +205,44 @@ class ActivationCache:
 
     # ------------------------------------------------------------ computing and writing
 
-    def _compute(self, engine, todo: dict[str, Text], template, overlength, progress) -> set[str]:
-        """Run the engine on the texts not cached and write one shard; return the dropped hashes."""
+    def _compute(
+        self, engine, units: list[list[tuple[str, Text]]], todo: set[str], template, overlength, progress
+    ) -> set[str]:
+        """Run the engine once per extraction unit; write the texts of ``todo`` as one shard; return
+        the dropped hashes. A unit's siblings that were cached already are recomputed with it (so the
+        unit's forward is the same as in any other request) but not written again."""
+        import torch
+
         from genies.models.lengths import encode_texts
 
         eng = engine()
-        hashes, items = list(todo), list(todo.values())
         limit = eng.lm.max_length
-        lengths = [len(ids) for ids in encode_texts(eng.lm.tokenizer, items, template)]
-        dropped = set()
-        for h, n in zip(hashes, lengths, strict=True):
-            if n > limit:
-                if overlength == "error":
-                    raise ModelError(
-                        f"a text has {n} tokens, more than the model's {limit}",
-                        hint="drop over-length texts first (genies.models.lengths.text_lengths)",
-                    )
-                dropped.add(h)
-        keep = [i for i, h in enumerate(hashes) if h not in dropped]
-        if not keep:
-            return dropped
+        flat = [item for unit in units for item in unit]
+        lengths = encode_texts(eng.lm.tokenizer, [t for _, t in flat], template)
+        too_long = {h for (h, _), ids in zip(flat, lengths, strict=True) if len(ids) > limit}
+        if too_long and overlength == "error":
+            n = max(len(ids) for ids in lengths)
+            raise ModelError(
+                f"a text has {n} tokens, more than the model's {limit}",
+                hint="drop over-length texts first (genies.models.lengths.text_lengths)",
+            )
         before = eng.counters["real_tokens"]
-        acts = eng.extract([items[i] for i in keep], SITES, template, progress=progress)
+        written: list[str] = []
+        parts: dict[str, list[torch.Tensor]] = {s: [] for s in SITES}
+        for unit in units:
+            keep = [(h, t) for h, t in unit if h not in too_long]
+            if not keep:
+                continue
+            acts = eng.extract([t for _, t in keep], SITES, template, progress=progress)
+            rows = [k for k, (h, _) in enumerate(keep) if h in todo]
+            written += [keep[k][0] for k in rows]
+            for s in SITES:
+                parts[s].append(acts[s][rows])
         self.stats["forward_tokens"] += eng.counters["real_tokens"] - before
-        self.stats["texts_computed"] += len(keep)
-        self._write(template, [hashes[i] for i in keep], acts)
-        return dropped
+        self.stats["texts_computed"] += len(written)
+        if written:
+            self._write(template, written, {s: torch.cat(parts[s]) for s in SITES})
+        return too_long & todo
 
     def _write(self, template: str | None, hashes: list[str], acts: dict[str, torch.Tensor]) -> None:
         import torch
@@ -375,6 +389,30 @@ class SiteReader:
                 raise StoreError(f"activation cache: cannot read {path} ({_first_line(exc)})") from None
             out[dest] = part.index_select(0, rows).float().numpy()
         return out
+
+
+def extraction_units(
+    texts: Sequence[Text], hashes: Sequence[str], todo: set[str]
+) -> list[list[tuple[str, Text]]]:
+    """The forward passes that compute ``todo``: one per prompt, holding every distinct text of that
+    prompt in the request, sorted by hash (a plain string is a unit of its own).
+
+    Why: the engine packs a forward's texts into token trees, so a text's activations depend, at float
+    rounding (~1e-4 in SmolLM2's residual stream), on the other texts of its forward pass. Packing
+    only the texts of one prompt, in a fixed order, makes what the cache stores the same whichever
+    node asks first and whatever else that node asks for (as long as the requests that hold a prompt
+    hold the same responses of it, as the planner's pair selections do); sharing the prompt inside a
+    unit keeps most of the speed of packing. Units holding no text of ``todo`` are skipped.
+    """
+    by_prompt: dict[object, dict[str, Text]] = {}
+    for h, t in zip(hashes, texts, strict=True):
+        key = ("prompt", t[0]) if isinstance(t, tuple | list) else ("text", h)
+        by_prompt.setdefault(key, {}).setdefault(h, t)
+    units = []
+    for members in by_prompt.values():
+        if todo.intersection(members):
+            units.append(sorted(members.items()))
+    return units
 
 
 def _first_line(exc: BaseException) -> str:
