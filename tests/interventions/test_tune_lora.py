@@ -103,17 +103,19 @@ def test_save_load_identical_scores_and_batch_invariance(lm, split, name, head, 
 
 
 @pytest.mark.parametrize("name", ["lora_fine_tune", "full_fine_tune"])
-def test_logprob_readout_starts_at_zero_shot(lm, split, name):
-    """Untrained (LoRA's B = 0 / the unchanged copy, β = 1), the logprob reward of each text is the
-    summed log-prob of ``response + EOS`` that the zero-shot scorer compares, batch-invariantly."""
+@pytest.mark.parametrize("beta", [1.0, 0.05])
+def test_logprob_readout_starts_at_zero_shot(lm, split, name, beta):
+    """Untrained (LoRA's B = 0 / the unchanged copy, β at its init), the logprob reward of each text
+    is β times the summed log-prob of ``response + EOS`` that the zero-shot scorer compares,
+    batch-invariantly."""
     from genies.models.reward import encode_pairs, flatten
 
     pairs = split.to_pairs("all")
     it = get_intervention(name)
-    cfg = it.make_config({**FAST, "reward_head": "logprob"})
+    cfg = it.make_config({**FAST, "reward_head": "logprob", "logprob_scale_init": beta})
     with InterventionContext.for_model(lm, seed=0) as ctx:
         want = [
-            s.logprob_sum
+            beta * s.logprob_sum
             for s in ctx.engine.score([(p.prompt, r) for p in pairs for r in (p.correct, p.incorrect)])
         ]
         seqs, starts = flatten(encode_pairs(ctx, pairs))
@@ -122,8 +124,8 @@ def test_logprob_readout_starts_at_zero_shot(lm, split, name):
                 m.eval()
             together = att.reward(seqs, starts)
             alone = torch.cat([att.reward(seqs[i : i + 1], starts[i : i + 1]) for i in range(len(seqs))])
-    assert np.std(want) > 1.0 and max(want) < 0
-    np.testing.assert_allclose(together.numpy(), want, rtol=1e-5, atol=1e-3)
+    assert np.std(want) > 1.0 * beta and max(want) < 0
+    np.testing.assert_allclose(together.numpy(), want, rtol=1e-5, atol=1e-3 * beta)
     torch.testing.assert_close(together, alone, rtol=0, atol=1e-4)
 
 

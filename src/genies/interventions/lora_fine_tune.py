@@ -75,7 +75,17 @@ class RewardConfig(InterventionConfig):
         description=(
             "How the reward is read: 'linear' (upstream) a scalar head on the last real token's hidden "
             "state; 'logprob' β·Σ log p(response + EOS | prompt) through the model's own LM head "
-            "(β trained, init 1), which ranks pairs as zero_shot does before training."
+            "(β trained, init logprob_scale_init), which ranks pairs as zero_shot does before training."
+        ),
+    )
+    logprob_scale_init: float = pydantic.Field(
+        0.1,
+        gt=0,
+        description=(
+            "β's initial value for reward_head='logprob'. β is one parameter at the adapter's learning "
+            "rate, so it barely moves in a short run: it sets the loss's temperature on summed "
+            "log-probabilities, whose margins run to tens of nats (1 saturates σ: on SmolLM2 / "
+            "alpaca_mmlu 0.1 gave 0.76 and RMS calibration error 0.18 against 0.73 and 0.23)."
         ),
     )
     forward_pairs: int | None = pydantic.Field(
@@ -305,7 +315,7 @@ class Readout:
 def readout(
     ctx: InterventionContext, cfg: RewardConfig, tensors: dict[str, torch.Tensor] | None, trainable: bool
 ) -> Readout:
-    """The config's readout with its tensor: loaded from a state, or fresh (seeded head / β = 1)."""
+    """The config's readout with its tensor: loaded from a state, or fresh (seeded head / β at its init)."""
     import torch
 
     if cfg.reward_head == "linear":
@@ -317,7 +327,7 @@ def readout(
             )
         scale = tensors["scale"].float().clone()
     else:
-        scale = torch.ones(1)
+        scale = torch.full((1,), float(cfg.logprob_scale_init))
     return Readout("logprob", "scale", scale.to(ctx.model.device).requires_grad_(trainable))
 
 

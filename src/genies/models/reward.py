@@ -10,8 +10,9 @@ never depends on padding or on the other sequences of its batch (upstream pooled
 
 * ``reward_head="linear"`` (default, upstream): the head above. ``"logprob"``: the reward is the
   model's own judgement, ``β · Σ log p(response + EOS | prompt)`` through the (adapted) LM head, with
-  a trained scalar β (init 1). Before the first step it ranks pairs exactly as ``zero_shot`` does,
-  so training starts from the model's knowledge instead of a random head (``logprob_rewards``).
+  a trained scalar β (init ``logprob_scale_init``, 0.1). Before the first step it ranks pairs exactly
+  as ``zero_shot`` does, so training starts from the model's knowledge instead of a random head
+  (``logprob_rewards``).
 * ``num_labels=1``: one scalar per text. Upstream's two-logit head with the loss averaged over both
   columns is the same model in expectation (§5.6); the loss is upstream's ``−log σ(r_c − r_r)``.
 * The backbone (``model.base_model``: ``LlamaModel`` of a ``LlamaForCausalLM``) is called directly,
