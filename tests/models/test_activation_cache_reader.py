@@ -13,7 +13,7 @@ from genies.models.activation_cache import ActivationCache
 from genies.models.engine import ForwardEngine
 from genies.models.loading import load_model
 
-from .test_activation_cache import TEXTS, Loader, _shards
+from .test_activation_cache import TEXTS, Loader, _by_unit, _shards
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_reader_computes_what_is_missing(tmp_path, engine):
     cache = ActivationCache(tmp_path, "model-a")
     load = Loader(engine)
     r = cache.reader(load, TEXTS, "resid")
-    assert load.calls == 1 and np.array_equal(r.read(), engine.extract(TEXTS, ("resid",))["resid"].numpy())
+    assert load.calls == 1 and np.array_equal(r.read(), _by_unit(engine, TEXTS, ("resid",))["resid"].numpy())
 
 
 def test_corrupt_bytes_are_quarantined_and_recomputed(tmp_path, engine):
