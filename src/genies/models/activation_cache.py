@@ -126,11 +126,11 @@ class ActivationCache:
         computed: set[str] = set()
         for attempt in range(2):  # a shard found corrupt while reading is quarantined; then once more
             index = self._refresh(template)
-            todo = list(dict.fromkeys(h for h in hashes if h not in index and h not in dropped))
+            todo = {h for h in hashes if h not in index and h not in dropped}
             if todo:
-                units = extraction_units(texts, hashes, set(todo))
-                dropped |= self._compute(engine, units, set(todo), template, overlength, progress)
-                computed |= set(todo) - dropped
+                units = extraction_units(texts, hashes, todo)
+                dropped |= self._compute(engine, units, todo, template, overlength, progress)
+                computed |= todo - dropped
                 index = self._refresh(template)
             try:
                 out = self._read(self.folder(template), index, hashes, wanted, dropped)
